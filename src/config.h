@@ -1,0 +1,56 @@
+#ifndef QPROXY_CONFIG_H
+#define QPROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* inih reads at most 199 bytes a line, so no value can be longer. */
+#define CONFIG_STR_MAX 200
+
+enum rule_dir { RULE_INBOUND, RULE_OUTBOUND };
+
+struct rule {
+	enum rule_dir dir;
+	int line; /* line of the rule's [[...]] header */
+	uint32_t vsock_port;
+	uint16_t host_port;    /* inbound: the host half listens on 0.0.0.0:host_port */
+	uint16_t enclave_port; /* inbound: the enclave half connects to 127.0.0.1:enclave_port */
+	uint16_t tcp_port;     /* outbound: enclave listens 127.0.0.1:tcp_port, host connects hostname:tcp_port */
+	char hostname[CONFIG_STR_MAX]; /* outbound */
+};
+
+struct config {
+	struct rule *rules;
+	size_t nrules;
+
+	bool has_log_location; /* a [log_location] table was present */
+	char host_log[CONFIG_STR_MAX];        /* "" when not set */
+	char enclave_log[CONFIG_STR_MAX];     /* "" when not set */
+	char host_log_dir[CONFIG_STR_MAX];    /* defaults to /var/log/qproxy */
+	char enclave_log_dir[CONFIG_STR_MAX]; /* defaults to /var/log/qproxy */
+	int log_level;                        /* enum log_level, or -1 when not set */
+
+	/* Every problem found, each "FILE:LINE: message", in line order. */
+	char **errors;
+	size_t nerrors;
+};
+
+/*
+ * Parse and validate. control_port is the vsock port of the control channel,
+ * which no rule may use. Returns 0 when the config is valid; otherwise -1 with
+ * every error in c->errors (a file that cannot be read is one error too).
+ * The config must be freed with config_free() in both cases.
+ */
+int config_load(struct config *c, const char *path, uint32_t control_port);
+
+/* The same from an open stream; name is used in the messages. */
+int config_parse(struct config *c, const char *name, FILE *f, uint32_t control_port);
+
+/* The rules and log settings as canonical TOML, which parses back to the same config. */
+void config_print(const struct config *c, FILE *out);
+
+void config_free(struct config *c);
+
+#endif

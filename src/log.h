@@ -1,0 +1,46 @@
+#ifndef QPROXY_LOG_H
+#define QPROXY_LOG_H
+
+#include <stddef.h>
+
+enum log_level { LOG_OFF, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_TRACE };
+
+/* Case-insensitive "off".."trace"; -1 when the name is unknown. */
+int log_level_parse(const char *name);
+const char *log_level_name(int level);
+
+void log_set_level(int level);
+int log_get_level(void);
+
+/*
+ * Send the log to DIR/FILE (FILE alone when it is absolute), creating DIR.
+ * Until this is called, the log goes to stderr. On failure fills err and
+ * returns -1; the log keeps its previous destination.
+ */
+int log_open(const char *dir, const char *file, char *err, size_t errlen);
+
+/* One line, one write(): time, level, connection id (0 = none), message. */
+void log_msg(int level, unsigned long conn, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+extern int log_level_current;
+#define log_on(level) ((level) <= log_level_current)
+
+#define log_error(conn, ...) log_msg(LOG_ERROR, conn, __VA_ARGS__)
+#define log_warn(conn, ...)                                                                        \
+	do {                                                                                       \
+		if (log_on(LOG_WARN))                                                              \
+			log_msg(LOG_WARN, conn, __VA_ARGS__);                                      \
+	} while (0)
+#define log_info(conn, ...)                                                                        \
+	do {                                                                                       \
+		if (log_on(LOG_INFO))                                                              \
+			log_msg(LOG_INFO, conn, __VA_ARGS__);                                      \
+	} while (0)
+#define log_debug(conn, ...)                                                                       \
+	do {                                                                                       \
+		if (log_on(LOG_DEBUG))                                                             \
+			log_msg(LOG_DEBUG, conn, __VA_ARGS__);                                     \
+	} while (0)
+
+#endif

@@ -1,0 +1,457 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "net.h"
+#include "proxy.h"
+
+#ifndef QPROXY_VERSION
+#define QPROXY_VERSION "dev"
+#endif
+
+enum exit_code { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+
+#define DEFAULT_PARENT_CID 3
+#define DEFAULT_CONTROL_PORT 6666
+
+static const char usage_main[] =
+	"Usage: qproxy <COMMAND>\n"
+	"\n"
+	"Carries TCP into and out of a QingTian (or Nitro) enclave over vsock.\n"
+	"\n"
+	"Commands:\n"
+	"  host          The part of qproxy that runs outside the enclave\n"
+	"  enclave       The part of qproxy that runs inside the enclave\n"
+	"  check-config  Check the qproxy configuration file\n"
+	"  help          Print this message or the help of the given subcommand(s)\n"
+	"\n"
+	"Options:\n"
+	"  -h, --help     Print help\n"
+	"  -V, --version  Print version\n"
+	"\n"
+	"Exit codes: 0 ok, 1 bad configuration, 2 bad command line, 3 runtime failure.\n";
+
+static const char usage_host[] =
+	"The part of qproxy that runs outside the enclave\n"
+	"\n"
+	"Usage: qproxy host [OPTIONS] <CID>\n"
+	"\n"
+	"Arguments:\n"
+	"  <CID>  The CID of the enclave [env: QPROXY_LISTEN_CID=]\n"
+	"\n"
+	"Options:\n"
+	"      --config <CONFIG>          Path to the configuration file\n"
+	"  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
+	"                                 poll() loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
+	"      --ipv4                     Only resolve IPv4 addresses\n"
+	"      --ipv6                     Only resolve IPv6 addresses\n"
+	"      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
+	"                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
+	"      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
+	"                                 halves on one Linux box; this half listens as CID 3.\n"
+	"                                 Emulated peers have no CID, so the check that only the\n"
+	"                                 enclave's CID may connect is not made [env: QPROXY_VSOCK_DIR=]\n"
+	"  -h, --help                     Print help\n"
+	"\n"
+	"Vsock connections are accepted only from <CID>; others are closed and logged.\n"
+	"Logs: [log_location] host_log in the config, else stderr; RUST_LOG=off|error|warn|info|\n"
+	"debug|trace overrides log_level (default warn).\n";
+
+static const char usage_enclave[] =
+	"The part of qproxy that runs inside the enclave\n"
+	"\n"
+	"Usage: qproxy enclave [OPTIONS]\n"
+	"\n"
+	"Options:\n"
+	"      --parent-cid <PARENT_CID>  The CID of the parent VM of this enclave\n"
+	"                                 [env: QPROXY_PARENT_CID=] [default: 3]\n"
+	"      --config <CONFIG>          Path to the configuration file\n"
+	"  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
+	"                                 poll() loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
+	"      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
+	"                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
+	"      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
+	"                                 halves on one Linux box; needs --cid. Emulated peers have\n"
+	"                                 no CID, so the check that only the parent may connect is\n"
+	"                                 not made [env: QPROXY_VSOCK_DIR=]\n"
+	"      --cid <CID>                This enclave's own CID, with --vsock-dir [env: QPROXY_CID=]\n"
+	"  -h, --help                     Print help\n"
+	"\n"
+	"Vsock connections are accepted only from the parent CID; others are closed and logged.\n"
+	"Logs: [log_location] enclave_log in the config, else stderr; RUST_LOG overrides log_level.\n";
+
+static const char usage_check[] =
+	"Check the qproxy configuration file\n"
+	"\n"
+	"Usage: qproxy check-config [--config] <CONFIG>\n"
+	"\n"
+	"Prints the rules understood, as canonical TOML, and exits 0; or prints every error\n"
+	"as FILE:LINE: message and exits 1.\n"
+	"\n"
+	"Options:\n"
+	"      --config <CONFIG>          Path to the configuration file\n"
+	"      --control-port <PORT>      The control port the halves will use [default: 6666]\n"
+	"  -h, --help                     Print help\n";
+
+enum cmd { CMD_HOST, CMD_ENCLAVE, CMD_CHECK };
+
+struct opts {
+	enum cmd cmd;
+	const char *config;
+	const char *vsock_dir;
+	const char *cid;        /* host: the enclave's CID; enclave: its own, with --vsock-dir */
+	const char *parent_cid; /* enclave */
+	const char *control_port;
+	const char *threads;
+	int family;
+};
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg)
+{
+	fprintf(stderr, "qproxy: error: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nRun 'qproxy %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
+	return EXIT_USAGE;
+}
+
+/* Strict decimal in [min, max]: no sign, no blanks, no trailing text. */
+static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	uint64_t v = 0;
+
+	if (!s || !*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+		if (v > max)
+			return false;
+	}
+	if (v < min)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+struct optdef {
+	const char *name;
+	char short_name;
+	unsigned cmds; /* bit per enum cmd */
+	bool value;
+	size_t field; /* offset of the const char * in struct opts, or 0 */
+};
+
+#define ALL ((1u << CMD_HOST) | (1u << CMD_ENCLAVE) | (1u << CMD_CHECK))
+#define HALVES ((1u << CMD_HOST) | (1u << CMD_ENCLAVE))
+#define F(x) offsetof(struct opts, x)
+
+static const struct optdef optdefs[] = {
+	{"config", 0, ALL, true, F(config)},
+	{"control-port", 0, ALL, true, F(control_port)},
+	{"threads", 't', HALVES, true, F(threads)},
+	{"vsock-dir", 0, HALVES, true, F(vsock_dir)},
+	{"ipv4", 0, 1u << CMD_HOST, false, 0},
+	{"ipv6", 0, 1u << CMD_HOST, false, 0},
+	{"parent-cid", 0, 1u << CMD_ENCLAVE, true, F(parent_cid)},
+	{"cid", 0, 1u << CMD_ENCLAVE, true, F(cid)},
+	{"help", 'h', ALL, false, 0},
+};
+
+static const char *const cmd_names[] = {"host", "enclave", "check-config"};
+static const char *const cmd_usage[] = {usage_host, usage_enclave, usage_check};
+
+static const struct optdef *find_opt(const char *arg, size_t len, enum cmd cmd)
+{
+	for (size_t i = 0; i < sizeof(optdefs) / sizeof(optdefs[0]); i++) {
+		const struct optdef *d = &optdefs[i];
+		if (!(d->cmds & (1u << cmd)))
+			continue;
+		if (len == 1 && arg[-1] == '-' && arg[-2] != '-' && d->short_name == arg[0])
+			return d;
+		if (arg[-2] == '-' && strlen(d->name) == len && memcmp(d->name, arg, len) == 0)
+			return d;
+	}
+	return NULL;
+}
+
+/* Returns -1 to go on, or an exit code (help printed, or a usage error). */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	const char *cmd = cmd_names[o->cmd];
+	const char *positional = NULL;
+	bool only_positional = false;
+
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		if (only_positional || a[0] != '-' || a[1] == '\0') {
+			if (positional)
+				return usage_error(cmd, "unexpected argument '%s'", a);
+			positional = a;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			only_positional = true;
+			continue;
+		}
+		const char *name = a[1] == '-' ? a + 2 : a + 1;
+		const char *eq = strchr(name, '=');
+		size_t len = eq ? (size_t)(eq - name) : strlen(name);
+		const char *attached = eq ? eq + 1 : NULL;
+		if (a[1] != '-' && len > 1) { /* -t4 */
+			attached = name + 1;
+			len = 1;
+		}
+		const struct optdef *d = find_opt(name, len, o->cmd);
+		if (!d)
+			return usage_error(cmd, "unknown option '%s'", a);
+		if (strcmp(d->name, "help") == 0) {
+			fputs(cmd_usage[o->cmd], stdout);
+			return EXIT_OK;
+		}
+		if (!d->value) {
+			if (attached)
+				return usage_error(cmd, "option '%s' takes no value", a);
+			o->family = strcmp(d->name, "ipv4") == 0 ? AF_INET : AF_INET6;
+			continue;
+		}
+		if (!attached) {
+			if (i + 1 >= argc)
+				return usage_error(cmd, "option '%s' needs a value", a);
+			attached = argv[++i];
+		}
+		*(const char **)((char *)o + d->field) = attached;
+	}
+	if (o->cmd == CMD_HOST && positional)
+		o->cid = positional;
+	else if (o->cmd == CMD_CHECK && positional && !o->config)
+		o->config = positional;
+	else if (positional)
+		return usage_error(cmd, "unexpected argument '%s'", positional);
+	return -1;
+}
+
+static const char *env_or(const char *value, const char *name)
+{
+	const char *e;
+
+	if (value)
+		return value;
+	e = getenv(name);
+	return e && *e ? e : NULL;
+}
+
+/*
+ * RUST_LOG as the vendor's tool reads it: a level ("info"), or EnvFilter
+ * directives ("warn,qproxy=debug") of which we honour the bare level and any
+ * qproxy target. -1 when it names no level we can use.
+ */
+static int rust_log_level(const char *spec)
+{
+	char buf[256];
+	int level = -1;
+
+	snprintf(buf, sizeof(buf), "%s", spec);
+	for (char *save, *d = strtok_r(buf, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(d, '=');
+		if (!eq) {
+			int l = log_level_parse(d);
+			if (l >= 0 && level < 0)
+				level = l;
+			continue;
+		}
+		*eq = '\0';
+		if (strncmp(d, "qproxy", 6) == 0 && log_level_parse(eq + 1) >= 0)
+			return log_level_parse(eq + 1);
+	}
+	return level;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	/* Each connection costs two fds; the soft default of 1024 is far too low for a proxy. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int load_config(const struct opts *o, uint32_t control_port, struct config *c)
+{
+	if (config_load(c, o->config, control_port) == 0)
+		return 0;
+	for (size_t i = 0; i < c->nerrors; i++)
+		fprintf(stderr, "%s\n", c->errors[i]);
+	return -1;
+}
+
+static int check_config(const struct opts *o, uint32_t control_port)
+{
+	struct config c;
+
+	if (!o->config)
+		return usage_error("check-config", "%s", "no configuration file given");
+	if (load_config(o, control_port, &c) != 0) {
+		config_free(&c);
+		return EXIT_CONFIG;
+	}
+	config_print(&c, stdout);
+	config_free(&c);
+	return EXIT_OK;
+}
+
+static int run_half(const struct opts *o, uint32_t control_port)
+{
+	bool host = o->cmd == CMD_HOST;
+	const char *cmd = cmd_names[o->cmd];
+	struct proxy_opts po = {.role = host ? PROXY_HOST : PROXY_ENCLAVE, .family = o->family};
+	uint32_t self_cid = DEFAULT_PARENT_CID;
+	char err[512];
+	struct config c;
+
+	if (host) {
+		if (!o->cid)
+			return usage_error(cmd, "%s", "the enclave's <CID> is required");
+		if (!parse_u32(o->cid, 0, UINT32_MAX - 1, &po.peer_cid))
+			return usage_error(cmd, "invalid enclave CID '%s'", o->cid);
+	} else {
+		po.peer_cid = DEFAULT_PARENT_CID;
+		if (o->parent_cid && !parse_u32(o->parent_cid, 0, UINT32_MAX - 1, &po.peer_cid))
+			return usage_error(cmd, "invalid --parent-cid '%s'", o->parent_cid);
+		if (o->vsock_dir && !o->cid)
+			return usage_error(cmd, "%s", "--vsock-dir needs --cid, this enclave's own CID");
+		if (o->cid && !parse_u32(o->cid, 0, UINT32_MAX - 1, &self_cid))
+			return usage_error(cmd, "invalid --cid '%s'", o->cid);
+	}
+	if (!o->config)
+		return usage_error(cmd, "%s", "no configuration file given: use --config FILE");
+	if (load_config(o, control_port, &c) != 0) {
+		config_free(&c);
+		return EXIT_CONFIG;
+	}
+
+	int level = c.log_level >= 0 ? c.log_level : LOG_WARN;
+	const char *rust_log = getenv("RUST_LOG");
+	if (rust_log && *rust_log) {
+		int l = rust_log_level(rust_log);
+		if (l >= 0)
+			level = l;
+		else
+			fprintf(stderr, "qproxy: warning: RUST_LOG=%s names no level; using %s\n",
+				rust_log, log_level_name(level));
+	}
+	log_set_level(level);
+	const char *file = host ? c.host_log : c.enclave_log;
+	if (c.has_log_location && *file &&
+	    log_open(host ? c.host_log_dir : c.enclave_log_dir, file, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		config_free(&c);
+		return EXIT_RUNTIME;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	if (o->vsock_dir && net_vsock_emulate(o->vsock_dir, self_cid, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		config_free(&c);
+		return EXIT_RUNTIME;
+	}
+
+	int rc = EXIT_RUNTIME;
+	struct loop *l = loop_new();
+	struct proxy *px = l ? proxy_new(l, &c, &po) : NULL;
+	if (!px || loop_catch_signal(l, SIGTERM) != 0 || loop_catch_signal(l, SIGINT) != 0) {
+		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));
+		goto out;
+	}
+	if (proxy_listen(px, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		log_error(0, "%s", err);
+		goto out;
+	}
+	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s", QPROXY_VERSION, cmd, c.nrules,
+		 host ? "enclave" : "parent", po.peer_cid, o->vsock_dir ? ", vsock emulated" : "");
+	int sig = loop_run(l);
+	if (sig < 0) {
+		log_error(0, "event loop: %s", strerror(errno));
+		fprintf(stderr, "qproxy: error: event loop: %s\n", strerror(errno));
+		goto out;
+	}
+	log_info(0, "qproxy %s stopping on signal %d", cmd, sig);
+	rc = EXIT_OK;
+out:
+	proxy_free(px);
+	loop_free(l);
+	config_free(&c);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {.family = AF_UNSPEC};
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	if (!cmd) {
+		fputs(usage_main, stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
+		fputs(usage_main, stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("qproxy %s\n", QPROXY_VERSION);
+		return EXIT_OK;
+	}
+	if (strcmp(cmd, "help") == 0) {
+		if (argc < 3) {
+			fputs(usage_main, stdout);
+			return EXIT_OK;
+		}
+		for (int i = 0; i < 3; i++)
+			if (strcmp(argv[2], cmd_names[i]) == 0) {
+				fputs(cmd_usage[i], stdout);
+				return EXIT_OK;
+			}
+		return usage_error(NULL, "no such command '%s'", argv[2]);
+	}
+	int i;
+	for (i = 0; i < 3 && strcmp(cmd, cmd_names[i]) != 0; i++)
+		;
+	if (i == 3)
+		return usage_error(NULL, "no such command '%s'", cmd);
+	o.cmd = (enum cmd)i;
+
+	int rc = parse_args(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	o.control_port = env_or(o.control_port, "QPROXY_CONTROL_PORT");
+	o.threads = env_or(o.threads, "TOKIO_WORKER_THREADS");
+	o.vsock_dir = env_or(o.vsock_dir, "QPROXY_VSOCK_DIR");
+	if (o.cmd == CMD_HOST)
+		o.cid = env_or(o.cid, "QPROXY_LISTEN_CID");
+	if (o.cmd == CMD_ENCLAVE) {
+		o.cid = env_or(o.cid, "QPROXY_CID");
+		o.parent_cid = env_or(o.parent_cid, "QPROXY_PARENT_CID");
+	}
+
+	uint32_t control_port = DEFAULT_CONTROL_PORT, threads;
+	if (o.control_port && !parse_u32(o.control_port, 0, 65535, &control_port))
+		return usage_error(cmd, "invalid control port '%s' (0..65535)", o.control_port);
+	if (o.threads && !parse_u32(o.threads, 1, 1024, &threads))
+		return usage_error(cmd, "invalid thread count '%s'", o.threads);
+	if (o.cmd == CMD_CHECK)
+		return check_config(&o, control_port);
+	return run_half(&o, control_port);
+}

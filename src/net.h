@@ -1,0 +1,48 @@
+#ifndef QPROXY_NET_H
+#define QPROXY_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define NET_ERR_LEN 256
+#define NET_ADDR_LEN 128
+
+/*
+ * Sockets, all SOCK_NONBLOCK|SOCK_CLOEXEC. A vsock endpoint is real AF_VSOCK
+ * unless net_vsock_emulate() was called: then (cid, port) is the Unix stream
+ * socket DIR/CID.PORT, and this process listens as cid self.
+ */
+int net_vsock_emulate(const char *dir, uint32_t self, char *err, size_t errlen);
+bool net_vsock_emulated(void);
+
+int net_listen_tcp(const char *ip, uint16_t port, char *err, size_t errlen);
+int net_listen_vsock(uint32_t port, char *err, size_t errlen);
+/* Remove the socket file of an emulated vsock listener; no-op for real vsock. */
+void net_unlisten_vsock(uint32_t port);
+
+/*
+ * Start a connect. Returns the fd with *pending set when the connect goes on
+ * in the background (wait for POLLOUT, then net_connect_result()), or -1 with
+ * errno. EAGAIN means an emulated listener's backlog is full: try again soon.
+ */
+int net_connect(const struct sockaddr *sa, socklen_t len, bool *pending);
+/* The address of vsock (cid, port): AF_VSOCK, or the emulation's Unix socket. */
+socklen_t net_vsock_addr(uint32_t cid, uint32_t port, struct sockaddr_storage *ss);
+/* 0 when the background connect succeeded, else the errno it failed with. */
+int net_connect_result(int fd);
+
+/* Accept one connection, or -1 with errno (EAGAIN when none is waiting). */
+int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len);
+
+/* A vsock peer address may come from cid only; other families are not vsock and pass. */
+bool net_vsock_peer_ok(const struct sockaddr *sa, uint32_t cid);
+
+/* "1.2.3.4:80", "[::1]:80", "vsock 4:9000", "vsock (emulated)" */
+const char *net_addr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+
+/* Low-latency options for a connected socket: TCP_NODELAY where it applies. */
+void net_tune(int fd);
+
+#endif

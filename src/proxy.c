@@ -1,0 +1,480 @@
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "relay.h"
+#include "resolve.h"
+
+/* Per address tried: a blackholed first address must not cost the whole connection. */
+#define CONNECT_TIMEOUT_MS 5000
+/* An emulated vsock listener with a full backlog says EAGAIN: retry this often. */
+#define CONNECT_RETRY_MS 10
+/* Out of fds or memory: stop accepting this long instead of spinning on a ready listener. */
+#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_BATCH 64
+
+enum target { TARGET_VSOCK, TARGET_LOCAL_TCP, TARGET_NAME };
+
+struct listener {
+	struct proxy *px;
+	const struct rule *rule;
+	char label[48];
+	bool vsock; /* listens on vsock, so peers are checked by CID */
+	enum target target;
+	int fd;
+	struct loop_timer pause;
+	int64_t last_pause_log;
+	struct proxy_stats stats;
+};
+
+struct proxy {
+	struct loop *loop;
+	struct proxy_opts opts;
+	struct listener *ln;
+	size_t n;
+	unsigned long next_id;
+};
+
+enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_RELAYING };
+
+struct conn {
+	struct relay relay;
+	struct listener *ln;
+	unsigned long id;
+	enum conn_state state;
+	int cfd, sfd;
+	int64_t start;
+	struct loop_timer timer;
+	unsigned retries;
+	struct resolve_req *rq;
+	struct addrinfo *ai, *cur; /* TARGET_NAME: the addresses, and the one being tried */
+	struct addrinfo lit;       /* an IP literal's one address, never from the resolver */
+	struct sockaddr_storage lit_ss;
+	int err;                   /* of the last failed attempt */
+	char peer[NET_ADDR_LEN];
+	char far[CONFIG_STR_MAX + NET_ADDR_LEN + 4];
+	struct loop_defer free_d;
+};
+
+static void conn_attempt(struct conn *c);
+
+static void conn_free(struct loop_defer *d)
+{
+	struct conn *c = (struct conn *)((char *)d - offsetof(struct conn, free_d));
+
+	if (c->ai)
+		freeaddrinfo(c->ai);
+	free(c);
+}
+
+static const char *hint(const struct conn *c, int err)
+{
+	struct proxy *px = c->ln->px;
+
+	if (err != ECONNREFUSED && err != ECONNRESET && err != ETIMEDOUT)
+		return "";
+	switch (c->ln->target) {
+	case TARGET_VSOCK:
+		return px->opts.role == PROXY_HOST
+			       ? " (is the enclave half running, with this rule in its config?)"
+			       : " (is the host half running, with this rule in its config?)";
+	case TARGET_LOCAL_TCP:
+		return " (is the application listening there?)";
+	case TARGET_NAME:
+		return "";
+	}
+	return "";
+}
+
+/* Give up on the far side: one line says why, and the client is closed at once. */
+static void conn_give_up(struct conn *c, const char *what, const char *why, const char *help)
+{
+	struct loop *l = c->ln->px->loop;
+
+	log_warn(c->id, "%s: %s -> %s: %s: %s%s", c->ln->label, c->peer, c->far, what, why, help);
+	loop_timer_stop(l, &c->timer);
+	if (c->rq)
+		resolve_cancel(c->rq);
+	if (c->sfd >= 0) {
+		loop_del(l, c->sfd);
+		close(c->sfd);
+	}
+	close(c->cfd);
+	c->ln->stats.open--;
+	c->ln->stats.failed++;
+	loop_defer(l, &c->free_d);
+}
+
+static void conn_fail(struct conn *c, const char *what, int err)
+{
+	conn_give_up(c, what, strerror(err), hint(c, err));
+}
+
+static void conn_done(struct relay *r)
+{
+	struct conn *c = (struct conn *)r;
+	struct listener *ln = c->ln;
+	int64_t ms = loop_now() - c->start;
+
+	ln->stats.open--;
+	ln->stats.bytes_up += r->up.bytes;
+	ln->stats.bytes_down += r->down.bytes;
+	if (r->err) {
+		ln->stats.failed++;
+		log_warn(c->id, "%s: closed on error from the %s side: %s; %llu bytes up, %llu down, %lld ms",
+			 ln->label, r->err_side == RELAY_CLIENT ? "client" : "server", strerror(r->err),
+			 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
+			 (long long)ms);
+	} else {
+		log_info(c->id, "%s: closed; %llu bytes up, %llu down, %lld ms", ln->label,
+			 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
+			 (long long)ms);
+	}
+	conn_free(&c->free_d);
+}
+
+static void conn_established(struct conn *c)
+{
+	struct loop *l = c->ln->px->loop;
+
+	loop_timer_stop(l, &c->timer);
+	loop_del(l, c->sfd);
+	net_tune(c->cfd);
+	net_tune(c->sfd);
+	if (relay_start(&c->relay, l, c->cfd, c->sfd, conn_done) != 0) {
+		conn_fail(c, "relay", errno);
+		return;
+	}
+	c->state = CONN_RELAYING;
+	log_info(c->id, "%s: %s -> %s: connected", c->ln->label, c->peer, c->far);
+}
+
+/* The attempt in flight failed with err: try the next address, or give up. */
+static void conn_next(struct conn *c, int err)
+{
+	c->err = err;
+	if (c->sfd >= 0) {
+		loop_del(c->ln->px->loop, c->sfd);
+		close(c->sfd);
+		c->sfd = -1;
+	}
+	if (c->cur && c->cur->ai_next) {
+		c->cur = c->cur->ai_next;
+		conn_attempt(c);
+		return;
+	}
+	conn_fail(c, "connect", err);
+}
+
+static void on_connect_io(struct loop *l, int fd, short rev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)l, (void)rev;
+	int err = net_connect_result(fd);
+	if (err == 0)
+		conn_established(c);
+	else
+		conn_next(c, err);
+}
+
+static void on_conn_timer(struct loop *l, struct loop_timer *t)
+{
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+
+	(void)l;
+	if (c->state == CONN_CONNECTING && c->sfd < 0)
+		conn_attempt(c); /* the backlog-full retry */
+	else
+		conn_next(c, ETIMEDOUT);
+}
+
+static socklen_t conn_addr(struct conn *c, struct sockaddr_storage *ss)
+{
+	const struct rule *r = c->ln->rule;
+	struct proxy *px = c->ln->px;
+
+	switch (c->ln->target) {
+	case TARGET_VSOCK:
+		return net_vsock_addr(px->opts.peer_cid, r->vsock_port, ss);
+	case TARGET_LOCAL_TCP: {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		memset(ss, 0, sizeof(*ss));
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(r->enclave_port);
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return sizeof(*sin);
+	}
+	case TARGET_NAME:
+		memcpy(ss, c->cur->ai_addr, c->cur->ai_addrlen);
+		return c->cur->ai_addrlen;
+	}
+	return 0;
+}
+
+static void conn_attempt(struct conn *c)
+{
+	struct loop *l = c->ln->px->loop;
+	struct sockaddr_storage ss;
+	socklen_t len = conn_addr(c, &ss);
+	bool pending;
+
+	c->state = CONN_CONNECTING;
+	if (c->ln->target == TARGET_NAME) {
+		char addr[NET_ADDR_LEN];
+		net_addr_str((struct sockaddr *)&ss, len, addr, sizeof(addr));
+		snprintf(c->far, sizeof(c->far), "%s (%s)", c->ln->rule->hostname, addr);
+	}
+	c->sfd = net_connect((struct sockaddr *)&ss, len, &pending);
+	if (c->sfd < 0) {
+		if (errno == EAGAIN && ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS) {
+			loop_timer_set(l, &c->timer, CONNECT_RETRY_MS);
+			return;
+		}
+		conn_next(c, errno);
+		return;
+	}
+	if (!pending) {
+		conn_established(c);
+		return;
+	}
+	if (loop_add(l, c->sfd, POLLOUT, on_connect_io, c) != 0) {
+		conn_next(c, errno);
+		return;
+	}
+	loop_timer_set(l, &c->timer, CONNECT_TIMEOUT_MS);
+}
+
+static void on_resolved(void *arg, struct addrinfo *ai, int gai_err)
+{
+	struct conn *c = arg;
+
+	c->rq = NULL;
+	if (gai_err) {
+		conn_give_up(c, "resolve", gai_err == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai_err),
+			     "");
+		return;
+	}
+	c->ai = c->cur = ai;
+	conn_attempt(c);
+}
+
+/* Is name an IP literal? Then it goes straight to connect, never to the resolver. */
+static bool literal_addr(const char *name, uint16_t port, struct addrinfo *out,
+			 struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, name, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		out->ai_addrlen = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, name, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		out->ai_addrlen = sizeof(*sin6);
+	} else {
+		return false;
+	}
+	out->ai_addr = (struct sockaddr *)ss;
+	return true;
+}
+
+static void conn_start(struct listener *ln, int fd, const struct sockaddr_storage *peer, socklen_t plen)
+{
+	struct proxy *px = ln->px;
+	const struct rule *r = ln->rule;
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		log_warn(0, "%s: dropping a connection: out of memory", ln->label);
+		close(fd);
+		return;
+	}
+	c->ln = ln;
+	c->id = ++px->next_id;
+	c->cfd = fd;
+	c->sfd = -1;
+	c->start = loop_now();
+	c->free_d.fn = conn_free;
+	loop_timer_init(&c->timer, on_conn_timer);
+	net_addr_str((const struct sockaddr *)peer, plen, c->peer, sizeof(c->peer));
+	ln->stats.open++;
+	ln->stats.total++;
+
+	switch (ln->target) {
+	case TARGET_VSOCK:
+		snprintf(c->far, sizeof(c->far), "vsock %u:%u", px->opts.peer_cid, r->vsock_port);
+		conn_attempt(c);
+		return;
+	case TARGET_LOCAL_TCP:
+		snprintf(c->far, sizeof(c->far), "127.0.0.1:%u", r->enclave_port);
+		conn_attempt(c);
+		return;
+	case TARGET_NAME:
+		break;
+	}
+	snprintf(c->far, sizeof(c->far), "%s:%u", r->hostname, r->tcp_port);
+	if (literal_addr(r->hostname, r->tcp_port, &c->lit, &c->lit_ss)) {
+		c->cur = &c->lit;
+		conn_attempt(c);
+		return;
+	}
+	c->state = CONN_RESOLVING;
+	c->rq = resolve_start(px->loop, r->hostname, r->tcp_port, px->opts.family, on_resolved, c);
+	if (!c->rq)
+		conn_fail(c, "resolve", errno);
+}
+
+static void on_pause_end(struct loop *l, struct loop_timer *t)
+{
+	struct listener *ln = (struct listener *)((char *)t - offsetof(struct listener, pause));
+
+	if (ln->fd >= 0)
+		loop_set(l, ln->fd, POLLIN);
+}
+
+static void on_accept(struct loop *l, int fd, short rev, void *arg)
+{
+	struct listener *ln = arg;
+
+	(void)rev;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage peer;
+		socklen_t plen;
+		int cfd = net_accept(fd, &peer, &plen);
+		if (cfd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED ||
+			    errno == EPROTO)
+				return;
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener stays ready, so poll would spin. */
+			int64_t now = loop_now();
+			if (now - ln->last_pause_log >= 10000) {
+				log_warn(0, "%s: accept: %s; pausing accepts for %d ms", ln->label,
+					 strerror(errno), ACCEPT_PAUSE_MS);
+				ln->last_pause_log = now;
+			}
+			loop_set(l, fd, 0);
+			loop_timer_set(l, &ln->pause, ACCEPT_PAUSE_MS);
+			return;
+		}
+		if (ln->vsock && !net_vsock_peer_ok((struct sockaddr *)&peer, ln->px->opts.peer_cid)) {
+			char who[NET_ADDR_LEN];
+			log_warn(0, "%s: refused %s: only CID %u may connect", ln->label,
+				 net_addr_str((struct sockaddr *)&peer, plen, who, sizeof(who)),
+				 ln->px->opts.peer_cid);
+			close(cfd);
+			continue;
+		}
+		conn_start(ln, cfd, &peer, plen);
+	}
+}
+
+struct proxy *proxy_new(struct loop *l, const struct config *c, const struct proxy_opts *o)
+{
+	struct proxy *px = calloc(1, sizeof(*px));
+
+	if (!px)
+		return NULL;
+	px->ln = calloc(c->nrules ? c->nrules : 1, sizeof(*px->ln));
+	if (!px->ln) {
+		free(px);
+		return NULL;
+	}
+	px->loop = l;
+	px->opts = *o;
+	px->n = c->nrules;
+	for (size_t i = 0; i < px->n; i++) {
+		struct listener *ln = &px->ln[i];
+		const struct rule *r = &c->rules[i];
+		bool host = o->role == PROXY_HOST;
+		ln->px = px;
+		ln->rule = r;
+		ln->fd = -1;
+		ln->last_pause_log = -10000;
+		loop_timer_init(&ln->pause, on_pause_end);
+		if (r->dir == RULE_INBOUND) {
+			snprintf(ln->label, sizeof(ln->label), "inbound %u", r->host_port);
+			ln->vsock = !host;
+			ln->target = host ? TARGET_VSOCK : TARGET_LOCAL_TCP;
+		} else {
+			snprintf(ln->label, sizeof(ln->label), "outbound %u", r->vsock_port);
+			ln->vsock = host;
+			ln->target = host ? TARGET_NAME : TARGET_VSOCK;
+		}
+	}
+	return px;
+}
+
+int proxy_listen(struct proxy *px, char *err, size_t errlen)
+{
+	char why[NET_ERR_LEN];
+
+	for (size_t i = 0; i < px->n; i++) {
+		struct listener *ln = &px->ln[i];
+		const struct rule *r = ln->rule;
+		if (ln->vsock)
+			ln->fd = net_listen_vsock(r->vsock_port, why, sizeof(why));
+		else if (r->dir == RULE_INBOUND)
+			ln->fd = net_listen_tcp("0.0.0.0", r->host_port, why, sizeof(why));
+		else
+			ln->fd = net_listen_tcp("127.0.0.1", r->tcp_port, why, sizeof(why));
+		if (ln->fd >= 0 && loop_add(px->loop, ln->fd, POLLIN, on_accept, ln) != 0) {
+			snprintf(why, sizeof(why), "%s", strerror(errno));
+			close(ln->fd);
+			ln->fd = -1;
+		}
+		if (ln->fd < 0) {
+			snprintf(err, errlen, "%s (config line %d): %s", ln->label, r->line, why);
+			proxy_close(px);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void proxy_close(struct proxy *px)
+{
+	for (size_t i = 0; i < px->n; i++) {
+		struct listener *ln = &px->ln[i];
+		if (ln->fd < 0)
+			continue;
+		loop_timer_stop(px->loop, &ln->pause);
+		loop_del(px->loop, ln->fd);
+		close(ln->fd);
+		ln->fd = -1;
+		if (ln->vsock)
+			net_unlisten_vsock(ln->rule->vsock_port);
+	}
+}
+
+void proxy_free(struct proxy *px)
+{
+	if (!px)
+		return;
+	proxy_close(px);
+	free(px->ln);
+	free(px);
+}
+
+size_t proxy_rules(const struct proxy *px)
+{
+	return px->n;
+}
+
+const struct proxy_stats *proxy_stats(const struct proxy *px, size_t i)
+{
+	return &px->ln[i].stats;
+}

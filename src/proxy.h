@@ -1,0 +1,40 @@
+#ifndef QPROXY_PROXY_H
+#define QPROXY_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "loop.h"
+
+enum proxy_role { PROXY_HOST, PROXY_ENCLAVE };
+
+struct proxy_opts {
+	enum proxy_role role;
+	uint32_t peer_cid; /* host: the enclave's CID; enclave: the parent's */
+	int family;        /* host, outbound names: AF_UNSPEC, AF_INET or AF_INET6 */
+};
+
+/* Counters of one rule in this half. */
+struct proxy_stats {
+	unsigned long open, total, failed;
+	uint64_t bytes_up, bytes_down; /* up: towards the server of the rule */
+};
+
+/*
+ * The listeners of one half, one per rule, and the connections they accept:
+ * each is connected to its rule's far side and then relayed.
+ */
+struct proxy;
+
+struct proxy *proxy_new(struct loop *l, const struct config *c, const struct proxy_opts *o);
+/* Open every listener, or none: on failure err names the rule and the cause. */
+int proxy_listen(struct proxy *px, char *err, size_t errlen);
+/* Close the listeners (and emulated socket files); open connections go on. */
+void proxy_close(struct proxy *px);
+void proxy_free(struct proxy *px);
+
+size_t proxy_rules(const struct proxy *px);
+const struct proxy_stats *proxy_stats(const struct proxy *px, size_t i);
+
+#endif

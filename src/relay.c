@@ -1,0 +1,205 @@
+#include "relay.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * Drained buffers go back to a small free list: a busy connection reuses
+ * one without touching malloc, an idle one holds none.
+ */
+#define POOL_MAX 64
+
+static void *pool[POOL_MAX];
+static unsigned pool_n;
+
+static char *buf_get(void)
+{
+	if (pool_n > 0)
+		return pool[--pool_n];
+	return malloc(RELAY_BUF);
+}
+
+static void buf_put(char *b)
+{
+	if (pool_n < POOL_MAX)
+		pool[pool_n++] = b;
+	else
+		free(b);
+}
+
+unsigned relay_pool_free(void)
+{
+	return pool_n;
+}
+
+static bool pipe_wants_read(const struct pipe *p)
+{
+	return !p->eof && p->off + p->len < RELAY_BUF;
+}
+
+static void relay_fail(struct relay *r, enum relay_side side, int err);
+
+/* Write what the pipe holds; at EOF with nothing left, pass the EOF on. */
+static int pipe_flush(struct pipe *p)
+{
+	while (p->len > 0) {
+		ssize_t n = send(p->to, p->buf + p->off, p->len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -1;
+		}
+		p->off += (uint32_t)n;
+		p->len -= (uint32_t)n;
+		p->bytes += (uint64_t)n;
+	}
+	if (p->buf) {
+		buf_put(p->buf);
+		p->buf = NULL;
+		p->off = 0;
+	}
+	if (p->eof && !p->shut) {
+		/* A peer that already reset cannot take our FIN; either way this pipe is done. */
+		shutdown(p->to, SHUT_WR);
+		p->shut = true;
+	}
+	return 0;
+}
+
+static int pipe_fill(struct pipe *p)
+{
+	if (!p->buf) {
+		p->buf = buf_get();
+		if (!p->buf)
+			return 0; /* try again on the next readiness; memory may come back */
+	}
+	for (;;) {
+		ssize_t n = read(p->from, p->buf + p->off + p->len, RELAY_BUF - p->off - p->len);
+		if (n > 0) {
+			p->len += (uint32_t)n;
+			return 0;
+		}
+		if (n == 0) {
+			p->eof = true;
+			return 0;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		return -1;
+	}
+}
+
+static void relay_update(struct relay *r)
+{
+	short c = (short)((pipe_wants_read(&r->up) ? POLLIN : 0) | (r->down.len ? POLLOUT : 0));
+	short s = (short)((pipe_wants_read(&r->down) ? POLLIN : 0) | (r->up.len ? POLLOUT : 0));
+
+	loop_set(r->loop, r->fd[RELAY_CLIENT], c);
+	loop_set(r->loop, r->fd[RELAY_SERVER], s);
+}
+
+static void relay_finish(struct loop_defer *d)
+{
+	struct relay *r = (struct relay *)((char *)d - offsetof(struct relay, defer));
+
+	r->on_done(r);
+}
+
+static void relay_close(struct relay *r)
+{
+	for (int i = 0; i < 2; i++) {
+		struct pipe *p = i ? &r->down : &r->up;
+		if (p->buf) {
+			buf_put(p->buf);
+			p->buf = NULL;
+		}
+		loop_del(r->loop, r->fd[i]);
+	}
+	/*
+	 * A reset travels on as a reset: lingering 0 makes close() send RST to
+	 * the other side's peer instead of a FIN that would look like a clean end.
+	 */
+	if (r->err == ECONNRESET) {
+		struct linger lg = {1, 0};
+		setsockopt(r->fd[!r->err_side], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	close(r->fd[0]);
+	close(r->fd[1]);
+	r->fd[0] = r->fd[1] = -1;
+	r->done = true;
+	loop_defer(r->loop, &r->defer);
+}
+
+static void relay_fail(struct relay *r, enum relay_side side, int err)
+{
+	if (r->done)
+		return;
+	r->err = err ? err : EIO;
+	r->err_side = side;
+	relay_close(r);
+}
+
+void relay_abort(struct relay *r, enum relay_side side, int err)
+{
+	relay_fail(r, side, err);
+}
+
+static void relay_io(struct loop *l, int fd, short rev, void *arg)
+{
+	struct relay *r = arg;
+	enum relay_side side = fd == r->fd[RELAY_CLIENT] ? RELAY_CLIENT : RELAY_SERVER;
+	struct pipe *in = side == RELAY_CLIENT ? &r->up : &r->down;  /* reads fd */
+	struct pipe *out = side == RELAY_CLIENT ? &r->down : &r->up; /* writes fd */
+
+	(void)l;
+	if (r->done)
+		return;
+	/* POLLERR and POLLHUP are left for the read or write below to report. */
+	if (out->len > 0 && (rev & (POLLOUT | POLLERR | POLLHUP)) && pipe_flush(out) != 0) {
+		relay_fail(r, side, errno);
+		return;
+	}
+	if (pipe_wants_read(in) && (rev & (POLLIN | POLLERR | POLLHUP))) {
+		if (pipe_fill(in) != 0) {
+			relay_fail(r, side, errno);
+			return;
+		}
+		/* Write at once: most of the time the far side has room, which saves a poll round. */
+		if (pipe_flush(in) != 0) {
+			relay_fail(r, !side, errno);
+			return;
+		}
+	}
+	if (r->up.shut && r->down.shut) {
+		relay_close(r);
+		return;
+	}
+	relay_update(r);
+}
+
+int relay_start(struct relay *r, struct loop *l, int client, int server, void (*on_done)(struct relay *))
+{
+	*r = (struct relay){
+		.loop = l,
+		.fd = {client, server},
+		.up = {.from = client, .to = server},
+		.down = {.from = server, .to = client},
+		.on_done = on_done,
+		.defer = {.fn = relay_finish},
+	};
+	if (loop_add(l, client, POLLIN, relay_io, r) != 0)
+		return -1;
+	if (loop_add(l, server, POLLIN, relay_io, r) != 0) {
+		loop_del(l, client);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,50 @@
+#ifndef QPROXY_RELAY_H
+#define QPROXY_RELAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+/* Bytes one direction may hold in flight; the buffer exists only while it does. */
+#define RELAY_BUF (64 * 1024)
+
+/* One direction: bytes read from `from` wait in buf[off, off+len) to be written to `to`. */
+struct pipe {
+	int from, to;
+	char *buf;
+	uint32_t off, len;
+	bool eof;  /* from has no more bytes */
+	bool shut; /* and all of them reached to, whose write side is shut */
+	uint64_t bytes;
+};
+
+enum relay_side { RELAY_CLIENT, RELAY_SERVER };
+
+/*
+ * A connection: fd[RELAY_CLIENT] (accepted) and fd[RELAY_SERVER] (connected),
+ * up = client -> server, down = server -> client. Each pipe runs until EOF,
+ * which becomes shutdown(SHUT_WR) on its far side once drained, while the other
+ * keeps flowing; an error on either side ends both at once.
+ */
+struct relay {
+	struct loop *loop;
+	int fd[2];
+	struct pipe up, down;
+	int err;                 /* errno that ended the relay, 0 when both pipes finished */
+	enum relay_side err_side; /* the side err came from */
+	bool done;
+	void (*on_done)(struct relay *r); /* after the fds are closed, outside the dispatch pass */
+	struct loop_defer defer;
+};
+
+/* Take ownership of both fds and start relaying. -1 with errno when the loop cannot take them. */
+int relay_start(struct relay *r, struct loop *l, int client, int server, void (*on_done)(struct relay *));
+
+/* End the relay now, as if side had failed with err; on_done still follows. */
+void relay_abort(struct relay *r, enum relay_side side, int err);
+
+/* Buffers cached for reuse, for tests and status. */
+unsigned relay_pool_free(void);
+
+#endif

@@ -1,0 +1,233 @@
+/* The relay state machine, driven through socketpairs standing in for client and server. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "relay.h"
+
+struct rig {
+	struct loop *loop;
+	struct relay relay;
+	int client;  /* the application's end of the client connection */
+	int server;  /* the application's end of the server connection */
+	int pfd[2];  /* the relay's ends */
+	int done;
+};
+
+static struct rig *current;
+
+static void on_done(struct relay *r)
+{
+	(void)r;
+	current->done++;
+}
+
+static int setup(void **state)
+{
+	struct rig *g = calloc(1, sizeof(*g));
+	int a[2], b[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+	g->client = a[0];
+	g->server = b[0];
+	g->pfd[0] = a[1];
+	g->pfd[1] = b[1];
+	g->loop = loop_new();
+	assert_non_null(g->loop);
+	assert_int_equal(relay_start(&g->relay, g->loop, a[1], b[1], on_done), 0);
+	current = g;
+	*state = g;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct rig *g = *state;
+
+	if (!g->done)
+		relay_abort(&g->relay, RELAY_CLIENT, ECONNABORTED);
+	loop_once(g->loop, 0);
+	close(g->client);
+	close(g->server);
+	loop_free(g->loop);
+	free(g);
+	return 0;
+}
+
+/* Run the loop until cond holds, at most 2 s; cond is evaluated once per round. */
+#define RUN_UNTIL(g, cond)                                                                         \
+	do {                                                                                       \
+		int ok_ = 0;                                                                       \
+		for (int i_ = 0; i_ < 2000; i_++) {                                                \
+			if ((cond)) {                                                              \
+				ok_ = 1;                                                           \
+				break;                                                             \
+			}                                                                          \
+			assert_true(loop_once((g)->loop, 1) >= 0);                                 \
+		}                                                                                  \
+		assert_true(ok_);                                                                  \
+	} while (0)
+
+static ssize_t read_some(int fd, char *buf, size_t n)
+{
+	ssize_t r = read(fd, buf, n);
+	return r < 0 && errno == EAGAIN ? -2 : r;
+}
+
+static void both_ways(void **state)
+{
+	struct rig *g = *state;
+	char buf[64];
+	ssize_t n = -2;
+
+	assert_int_equal(write(g->client, "ping", 4), 4);
+	RUN_UNTIL(g, (n = read_some(g->server, buf, sizeof(buf))) != -2);
+	assert_int_equal(n, 4);
+	assert_memory_equal(buf, "ping", 4);
+
+	assert_int_equal(write(g->server, "pong!", 5), 5);
+	n = -2;
+	RUN_UNTIL(g, (n = read_some(g->client, buf, sizeof(buf))) != -2);
+	assert_int_equal(n, 5);
+	assert_memory_equal(buf, "pong!", 5);
+
+	/* Drained: no buffer is held while nothing is in flight. */
+	assert_null(g->relay.up.buf);
+	assert_null(g->relay.down.buf);
+	assert_int_equal(g->relay.up.bytes, 4);
+	assert_int_equal(g->relay.down.bytes, 5);
+}
+
+/* The client sends its request and shuts its write side; the answer still comes back. */
+static void half_close(void **state)
+{
+	struct rig *g = *state;
+	char buf[64];
+	ssize_t n = -2;
+
+	assert_int_equal(write(g->client, "request", 7), 7);
+	assert_int_equal(shutdown(g->client, SHUT_WR), 0);
+	RUN_UNTIL(g, (n = read_some(g->server, buf, sizeof(buf))) == 7);
+	assert_memory_equal(buf, "request", 7);
+	n = -2;
+	RUN_UNTIL(g, (n = read_some(g->server, buf, sizeof(buf))) != -2);
+	assert_int_equal(n, 0); /* EOF reached the server */
+	assert_true(g->relay.up.shut);
+	assert_false(g->relay.down.eof);
+
+	/* The other direction keeps flowing, in several pieces. */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(write(g->server, "answer", 6), 6);
+		n = -2;
+		RUN_UNTIL(g, (n = read_some(g->client, buf, sizeof(buf))) != -2);
+		assert_int_equal(n, 6);
+		assert_memory_equal(buf, "answer", 6);
+	}
+	assert_int_equal(g->done, 0);
+
+	assert_int_equal(shutdown(g->server, SHUT_WR), 0);
+	n = -2;
+	RUN_UNTIL(g, (n = read_some(g->client, buf, sizeof(buf))) != -2);
+	assert_int_equal(n, 0);
+	RUN_UNTIL(g, g->done == 1);
+	assert_int_equal(g->relay.err, 0);
+	assert_int_equal(g->relay.up.bytes, 7);
+	assert_int_equal(g->relay.down.bytes, 18);
+}
+
+/* A server that does not read: the relay stops reading the client, and loses nothing. */
+static void backpressure(void **state)
+{
+	struct rig *g = *state;
+	static char out[8 << 20], in[8 << 20];
+	size_t sent = 0, got = 0;
+
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (char)(i * 7 + i / 4099);
+	/* Fill until the client can write no more and the relay has settled. */
+	for (int round = 0; round < 200; round++) {
+		ssize_t w = write(g->client, out + sent, sizeof(out) - sent);
+		if (w > 0)
+			sent += (size_t)w;
+		loop_once(g->loop, 1);
+	}
+	assert_true(sent < sizeof(out));      /* the client was stopped... */
+	assert_true(g->relay.up.len <= RELAY_BUF); /* ...and the relay holds no more than one buffer */
+	size_t held = sent;
+	for (int round = 0; round < 50; round++) {
+		ssize_t w = write(g->client, out + sent, sizeof(out) - sent);
+		if (w > 0)
+			sent += (size_t)w;
+		loop_once(g->loop, 1);
+	}
+	assert_int_equal(sent, held); /* stable: nothing more is taken while the server is stuck */
+
+	/* Now the server reads: every byte arrives, in order. */
+	for (int round = 0; round < 100000 && got < sizeof(in); round++) {
+		ssize_t w = write(g->client, out + sent, sizeof(out) - sent);
+		if (w > 0)
+			sent += (size_t)w;
+		loop_once(g->loop, 0);
+		ssize_t r = read(g->server, in + got, sizeof(in) - got);
+		if (r > 0)
+			got += (size_t)r;
+	}
+	assert_int_equal(got, sizeof(in));
+	assert_memory_equal(in, out, sizeof(in));
+}
+
+/* The server goes away with data unread: both sides are closed at once, with the cause. */
+static void reset(void **state)
+{
+	struct rig *g = *state;
+	char buf[64];
+
+	assert_int_equal(write(g->client, "data", 4), 4);
+	RUN_UNTIL(g, g->relay.up.bytes == 4);
+	close(g->server); /* unread data: the relay's end sees ECONNRESET */
+	g->server = -1;
+	RUN_UNTIL(g, g->done == 1);
+	assert_int_equal(g->relay.err, ECONNRESET);
+	assert_int_equal(g->relay.err_side, RELAY_SERVER);
+	ssize_t n = read(g->client, buf, sizeof(buf));
+	assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+}
+
+/* Both ends close cleanly at the same time: one completion, no error. */
+static void both_eof(void **state)
+{
+	struct rig *g = *state;
+
+	shutdown(g->client, SHUT_WR);
+	shutdown(g->server, SHUT_WR);
+	RUN_UNTIL(g, g->done == 1);
+	assert_int_equal(g->relay.err, 0);
+	assert_int_equal(fcntl(g->pfd[0], F_GETFD), -1); /* the relay closed its fds */
+	assert_int_equal(fcntl(g->pfd[1], F_GETFD), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(both_ways, setup, teardown),
+		cmocka_unit_test_setup_teardown(half_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(backpressure, setup, teardown),
+		cmocka_unit_test_setup_teardown(reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(both_eof, setup, teardown),
+	};
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
