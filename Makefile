@@ -30,7 +30,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
 all: build/qproxy
 
-build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj
+build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj build/.deps
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
 
 build/qproxy: $(OBJS)
@@ -38,7 +38,7 @@ build/qproxy: $(OBJS)
 
 static: build/qproxy-static
 
-build/qproxy-static: $(SRCS) $(wildcard src/*.h) | build/musl-include
+build/qproxy-static: $(SRCS) $(wildcard src/*.h) | build/musl-include build/.deps
 	$(MUSL_CC) $(CPPFLAGS) $(WARN) $(STATIC_CFLAGS) -isystem build/musl-include \
 		-o $@ $(SRCS) $(STATIC_LDFLAGS) $(STATIC_LDLIBS)
 
@@ -57,6 +57,11 @@ build/tests/%: tests/unit/%.c $(LIB_OBJS) | build/tests
 build build/obj build/tests:
 	mkdir -p $@
 
+# A fresh machine gets its packages on the first build; the stamp keeps later builds quiet.
+build/.deps: scripts/install-deps.sh | build
+	scripts/install-deps.sh
+	touch $@
+
 test: test-unit test-config test-e2e
 
 test-unit: $(UNIT_BINS)
@@ -73,6 +78,7 @@ demo: build/qproxy
 
 deps:
 	scripts/install-deps.sh
+	@mkdir -p build && touch build/.deps
 
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c

@@ -60,7 +60,8 @@ static int listen_on(int fd, const struct sockaddr *sa, socklen_t len, const cha
 		close(fd);
 		return -1;
 	}
-	if (listen(fd, SOMAXCONN) != 0) {
+	/* Not SOMAXCONN: musl says 128, which drops bursts; the kernel caps this at net.core.somaxconn. */
+	if (listen(fd, 4096) != 0) {
 		snprintf(err, errlen, "listen %s: %s", what, strerror(errno));
 		close(fd);
 		return -1;

@@ -356,8 +356,9 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 		socklen_t plen;
 		int cfd = net_accept(fd, &peer, &plen);
 		if (cfd < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED ||
-			    errno == EPROTO)
+			if (errno == ECONNABORTED || errno == EPROTO)
+				continue; /* that client is gone; the next may be waiting */
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener stays ready, so poll would spin. */
 			int64_t now = loop_now();
