@@ -35,6 +35,9 @@ struct config {
 	/* Every problem found, each "FILE:LINE: message", in line order. */
 	char **errors;
 	size_t nerrors;
+	/* "FILE:LINE: warning: message": legal but doubtful; only when there are no errors. */
+	char **warnings;
+	size_t nwarnings;
 };
 
 /*

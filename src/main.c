@@ -289,8 +289,11 @@ static void raise_nofile(void)
 
 static int load_config(const struct opts *o, uint32_t control_port, struct config *c)
 {
-	if (config_load(c, o->config, control_port) == 0)
+	if (config_load(c, o->config, control_port) == 0) {
+		for (size_t i = 0; i < c->nwarnings; i++)
+			fprintf(stderr, "%s\n", c->warnings[i]);
 		return 0;
+	}
 	for (size_t i = 0; i < c->nerrors; i++)
 		fprintf(stderr, "%s\n", c->errors[i]);
 	return -1;

@@ -1,0 +1,777 @@
+#include "config.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The config is read through inih with Debian's default build switches, and
+ * each of them would change what a TOML file means. So our reader checks every
+ * line's TOML structure itself and hands inih only lines it cannot misread:
+ * "[N]" for the N-th table header (inih would merge consecutive [[x]] tables),
+ * "key=value" with no indentation (inih would take an indented line for a
+ * continuation) and with every ';' turned into SEMI (inih would cut the value at
+ * " ;"), "key=" for a key line it has reported, and "" for anything else.
+ * The handler sees one key at a time; the value layer below it decodes, checks
+ * and stores the value; the checks across tables come after the last line.
+ */
+
+/* The longest line, without its newline, that inih reads in one go. */
+#define LINE_MAX_LEN (CONFIG_STR_MAX - 1)
+/*
+ * A raw line may be longer than what inih takes: comments and blanks never
+ * reach it. Only the "key=value" handed on must fit in LINE_MAX_LEN.
+ */
+#define RAW_MAX 4096
+/* Stands for ';' between reader and handler: raw control characters are rejected. */
+#define SEMI '\x1f'
+#define DEFAULT_LOG_DIR "/var/log/qproxy"
+#define VSOCK_PORT_MAX 0xfffffffeu /* 0xffffffff is VMADDR_PORT_ANY */
+#define LEVEL_NAMES "off, error, warn, info, debug, trace"
+
+enum kind { T_INBOUND, T_OUTBOUND, T_LOG, T_IGNORED };
+
+static const struct {
+	const char *name;
+	bool array; /* [[name]], else [name] */
+} kinds[] = {
+    [T_INBOUND] = {"inbound_connections", true},
+    [T_OUTBOUND] = {"outbound_connections", true},
+    [T_LOG] = {"log_location", false},
+};
+
+enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL };
+
+/* Ports that two rules must not share: vsock ports, and TCP ports the halves listen on. */
+enum space { SP_NONE, SP_VSOCK, SP_HOST, SP_ENCLAVE };
+
+struct key {
+	enum kind kind;
+	const char *name;
+	enum type type;
+	bool required;
+	enum space space;
+	size_t offset; /* in struct rule, or in struct config for T_LOG */
+};
+
+#define RULE(f) offsetof(struct rule, f)
+#define CONF(f) offsetof(struct config, f)
+
+/* In the order config_print() writes them, which is the guide's. */
+static const struct key keys[] = {
+    {T_INBOUND, "host_port", V_TCP_PORT, true, SP_HOST, RULE(host_port)},
+    /*
+     * The enclave half connects to 127.0.0.1:enclave_port, where an outbound
+     * rule's tcp_port would be listening; but the guide's reference config
+     * has enclave_port = tcp_port = 443 and must pass, so it is not a clash.
+     */
+    {T_INBOUND, "enclave_port", V_TCP_PORT, true, SP_NONE, RULE(enclave_port)},
+    {T_INBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
+    {T_OUTBOUND, "hostname", V_STRING, true, SP_NONE, RULE(hostname)},
+    {T_OUTBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
+    /* The enclave half listens on 127.0.0.1:tcp_port. */
+    {T_OUTBOUND, "tcp_port", V_TCP_PORT, true, SP_ENCLAVE, RULE(tcp_port)},
+    {T_LOG, "host_log", V_STRING, false, SP_NONE, CONF(host_log)},
+    {T_LOG, "enclave_log", V_STRING, false, SP_NONE, CONF(enclave_log)},
+    {T_LOG, "log_level", V_LOG_LEVEL, false, SP_NONE, CONF(log_level)},
+    {T_LOG, "host_log_dir", V_STRING, false, SP_NONE, CONF(host_log_dir)},
+    {T_LOG, "enclave_log_dir", V_STRING, false, SP_NONE, CONF(enclave_log_dir)},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+struct table {
+	enum kind kind;
+	int line;	     /* of its header */
+	size_t rule;	     /* index in c->rules, for T_INBOUND and T_OUTBOUND */
+	int key_line[NKEYS]; /* where each key was set, 0 when it was not */
+	unsigned valid;	     /* bit k: keys[k] was set to a valid value */
+};
+
+struct error {
+	int line;
+	size_t seq;
+	bool warning;
+	char *msg;
+};
+
+struct parser {
+	struct config *c;
+	const char *name;
+	FILE *f;
+	uint32_t control_port;
+	int line;
+	int log_line; /* of the [log_location] header, 0 when none yet */
+	int read_errno;
+	bool nomem;
+	struct table *tables;
+	size_t ntables, tables_cap, rules_cap;
+	struct error *errors;
+	size_t nerrors, errors_cap;
+};
+
+/* arr with room for element n, or NULL (and arr unchanged) when out of memory. */
+static void *grow(struct parser *p, void *arr, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return arr;
+	size_t ncap = *cap ? *cap * 2 : 8;
+	void *a = realloc(arr, ncap * size);
+	if (!a) {
+		p->nomem = true;
+		return NULL;
+	}
+	*cap = ncap;
+	return a;
+}
+
+static bool note_at(struct parser *p, bool warning, int line, const char *fmt, va_list ap)
+{
+	char msg[1024];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	struct error *errors = grow(p, p->errors, &p->errors_cap, p->nerrors, sizeof(*errors));
+	if (!errors)
+		return false;
+	p->errors = errors;
+	const char *kind = warning ? "warning: " : "";
+	int n = line ? snprintf(NULL, 0, "%s:%d: %s%s", p->name, line, kind, msg)
+		     : snprintf(NULL, 0, "%s: %s%s", p->name, kind, msg);
+	char *s = malloc((size_t)n + 1);
+	if (!s) {
+		p->nomem = true;
+		return false;
+	}
+	if (line)
+		snprintf(s, (size_t)n + 1, "%s:%d: %s%s", p->name, line, kind, msg);
+	else
+		snprintf(s, (size_t)n + 1, "%s: %s%s", p->name, kind, msg);
+	p->errors[p->nerrors] = (struct error){line, p->nerrors, warning, s};
+	p->nerrors++;
+	return false;
+}
+
+/* Always false, for "return error_at(...)". line 0: an error about the whole file. */
+__attribute__((format(printf, 3, 4))) static bool error_at(struct parser *p, int line,
+							   const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	note_at(p, false, line, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+/* Something legal that will not work as the user probably means; the config still loads. */
+__attribute__((format(printf, 3, 4))) static void warning_at(struct parser *p, int line,
+							     const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	note_at(p, true, line, fmt, ap);
+	va_end(ap);
+}
+
+static const char *table_title(enum kind kind)
+{
+	static const char *const titles[] = {
+	    [T_INBOUND] = "[[inbound_connections]]",
+	    [T_OUTBOUND] = "[[outbound_connections]]",
+	    [T_LOG] = "[log_location]",
+	};
+	return titles[kind];
+}
+
+static char *table_base(struct parser *p, const struct table *t)
+{
+	return t->kind == T_LOG ? (char *)p->c : (char *)&p->c->rules[t->rule];
+}
+
+static bool is_blank(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+static bool is_key_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_' || ch == '-';
+}
+
+static char *skip_blanks(char *s)
+{
+	while (is_blank(*s))
+		s++;
+	return s;
+}
+
+static size_t key_len(const char *s)
+{
+	size_t n = 0;
+
+	while (is_key_char(s[n]))
+		n++;
+	return n;
+}
+
+/* Starts table number p->ntables and tells inih so with "[N]". */
+static void table_start(struct parser *p, enum kind kind, char *out)
+{
+	struct table *t = grow(p, p->tables, &p->tables_cap, p->ntables, sizeof(*t));
+	if (!t) {
+		out[0] = '\0';
+		return;
+	}
+	p->tables = t;
+	t += p->ntables;
+	*t = (struct table){.kind = kind, .line = p->line};
+	if (kind == T_INBOUND || kind == T_OUTBOUND) {
+		struct config *c = p->c;
+		struct rule *rules = grow(p, c->rules, &p->rules_cap, c->nrules, sizeof(*rules));
+		if (!rules) {
+			t->kind = T_IGNORED;
+		} else {
+			c->rules = rules;
+			t->rule = c->nrules++;
+			c->rules[t->rule] = (struct rule){
+			    .dir = kind == T_INBOUND ? RULE_INBOUND : RULE_OUTBOUND,
+			    .line = p->line,
+			};
+		}
+	} else if (kind == T_LOG) {
+		p->log_line = p->line;
+		p->c->has_log_location = true;
+	}
+	sprintf(out, "[%zu]", p->ntables++);
+}
+
+/* s: a trimmed line starting with '['. */
+static bool parse_header(struct parser *p, char *s, char *out)
+{
+	bool array = s[1] == '[';
+	char *name = skip_blanks(s + (array ? 2 : 1));
+	size_t n = key_len(name);
+	char *e = skip_blanks(name + n);
+	bool closed = n > 0 && e[0] == ']' && (!array || e[1] == ']');
+	enum kind kind;
+
+	if (closed)
+		e = skip_blanks(e + (array ? 2 : 1));
+	if (!closed || (*e && *e != '#')) {
+		error_at(p, p->line, "malformed table header %s", s);
+		return false;
+	}
+	name[n] = '\0';
+	for (kind = 0; kind < T_IGNORED; kind++)
+		if (strcmp(name, kinds[kind].name) == 0)
+			break;
+	if (kind == T_IGNORED) {
+		error_at(p, p->line, array ? "unknown table [[%s]]" : "unknown table [%s]", name);
+	} else if (array != kinds[kind].array) {
+		if (array)
+			error_at(p, p->line, "%s is a table: write [%s], not [[%s]]", name, name,
+				 name);
+		else
+			error_at(p, p->line, "%s is an array of tables: write [[%s]]", name, name);
+		kind = T_IGNORED;
+	} else if (kind == T_LOG && p->log_line) {
+		error_at(p, p->line, "[log_location] is already defined at line %d", p->log_line);
+		kind = T_IGNORED;
+	}
+	table_start(p, kind, out);
+	return true;
+}
+
+/* s: a trimmed line that is not blank, a comment or a header. */
+static bool parse_key_value(struct parser *p, char *s, char *out)
+{
+	int n = (int)key_len(s);
+	char *v = skip_blanks(s + n), *e;
+
+	if (n == 0)
+		return error_at(p, p->line, "expected key = value, [table] or [[table]]");
+	if (*v != '=')
+		return error_at(p, p->line, "expected = after key %.*s", n, s);
+	e = v = skip_blanks(v + 1);
+	if (*e == '"') {
+		/* The value layer checks the escapes; here we only need the string's end. */
+		for (e++; *e && *e != '"'; e++)
+			if (*e == '\\' && e[1])
+				e++;
+		if (*e++ != '"')
+			return error_at(p, p->line, "%.*s: unterminated string", n, s);
+	} else {
+		while (*e && *e != '#' && !is_blank(*e))
+			e++;
+	}
+	if (e == v)
+		return error_at(p, p->line, "%.*s: missing value", n, s);
+	char *rest = skip_blanks(e);
+	if (*rest && *rest != '#')
+		return error_at(p, p->line, "%.*s: unexpected text after value: %s", n, s, rest);
+	*e = '\0';
+	if ((size_t)n + 1 + strlen(v) > LINE_MAX_LEN)
+		return error_at(p, p->line, "%.*s: key and value take %zu bytes, at most %d",
+				n, s, (size_t)n + 1 + strlen(v), LINE_MAX_LEN);
+	for (char *c = v; *c; c++)
+		if (*c == ';')
+			*c = SEMI;
+	sprintf(out, "%.*s=%s", n, s, v);
+	return true;
+}
+
+/*
+ * Reads one raw line into raw (its first RAW_MAX bytes, NUL-terminated)
+ * and its length into *len, without the "\n" or "\r\n" and without a leading
+ * UTF-8 byte order mark. Returns false at the end of the input.
+ */
+static bool read_line(struct parser *p, char raw[RAW_MAX + 2], size_t *len)
+{
+	size_t n = 0;
+	int ch, last = EOF;
+	bool any = false, bom = p->line == 0;
+
+	while ((ch = getc(p->f)) != EOF && ch != '\n') {
+		any = true;
+		if (n <= RAW_MAX)
+			raw[n] = (char)ch;
+		n++;
+		last = ch;
+		if (bom && n == 3) {
+			bom = false;
+			if (memcmp(raw, "\xef\xbb\xbf", 3) == 0)
+				n = 0, last = EOF;
+		}
+	}
+	if (ch == EOF && ferror(p->f))
+		p->read_errno = errno ? errno : EIO;
+	if (last == '\r')
+		n--;
+	raw[n <= RAW_MAX ? n : RAW_MAX] = '\0';
+	*len = n;
+	return any || ch == '\n';
+}
+
+/* Debian's inih reads into a buffer of INI_MAX_LINE bytes: out always has room for a line. */
+_Static_assert(INI_MAX_LINE >= LINE_MAX_LEN + 1, "inih's line buffer is too small");
+
+/* One call, one input line: inih calls the handler for that line before the next call. */
+static char *reader(char *out, int size, void *stream)
+{
+	struct parser *p = stream;
+	char raw[RAW_MAX + 2];
+	size_t n;
+
+	if (!read_line(p, raw, &n) || p->read_errno)
+		return NULL;
+	p->line++;
+	out[0] = '\0';
+	char *s = skip_blanks(raw);
+	if (n > RAW_MAX) {
+		error_at(p, p->line, "line is %zu bytes long, at most %d", n, RAW_MAX);
+		goto bad;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)raw[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			error_at(p, p->line, "control character 0x%02x is not allowed", ch);
+			goto bad;
+		}
+	}
+	char *e = s + strlen(s);
+	while (e > s && is_blank(e[-1]))
+		e--;
+	*e = '\0';
+	if (*s == '[') {
+		if (!parse_header(p, s, out))
+			goto bad;
+	} else if (*s && *s != '#') {
+		if (!parse_key_value(p, s, out))
+			goto bad;
+	}
+	/*
+	 * inih needs no newline; give it one when it fits. A line of 199 bytes gets
+	 * none, which inih r55 (Debian 12) takes as is; r59 and later would take it
+	 * for the start of a longer line and read on.
+	 */
+	size_t len = strlen(out);
+	if (len + 1 < (size_t)size)
+		memcpy(out + len, "\n", 2);
+	return out;
+bad:
+	/*
+	 * Keys after a header we cannot read belong to no table we know. A key on
+	 * a line we cannot read reaches the handler with no value: it is set, and
+	 * must not be reported missing as well.
+	 */
+	if (*s == '[') {
+		table_start(p, T_IGNORED, out);
+	} else if (key_len(s) > 0 && key_len(s) < (size_t)size - 1) {
+		sprintf(out, "%.*s=", (int)key_len(s), s);
+	}
+	return out;
+}
+
+static int find_key(enum kind kind, const char *name)
+{
+	for (size_t k = 0; k < NKEYS; k++)
+		if (keys[k].kind == kind && strcmp(keys[k].name, name) == 0)
+			return (int)k;
+	return -1;
+}
+
+/* A TOML decimal integer: [+-]digits, with single '_' between digits. Saturates at UINT64_MAX. */
+static bool parse_int(const char *s, bool *neg, uint64_t *v)
+{
+	*neg = *s == '-';
+	if (*s == '-' || *s == '+')
+		s++;
+	*v = 0;
+	if (*s < '0' || *s > '9')
+		return false;
+	for (; *s; s++) {
+		if (*s == '_' && s[1] >= '0' && s[1] <= '9')
+			s++;
+		if (*s < '0' || *s > '9')
+			return false;
+		unsigned d = (unsigned)(*s - '0');
+		*v = *v > (UINT64_MAX - d) / 10 ? UINT64_MAX : *v * 10 + d;
+	}
+	return true;
+}
+
+/* The value layer: v is exactly what followed "key = ", the quotes of a string included. */
+static bool set_value(struct parser *p, const struct table *t, const struct key *k,
+		      const char *value)
+{
+	char v[CONFIG_STR_MAX], s[CONFIG_STR_MAX];
+	char *dst = table_base(p, t) + k->offset;
+	size_t n = 0;
+
+	for (; value[n] && n < sizeof(v) - 1; n++)
+		v[n] = value[n] == SEMI ? ';' : value[n];
+	v[n] = '\0';
+	if (k->type == V_TCP_PORT || k->type == V_VSOCK_PORT) {
+		uint64_t max = k->type == V_TCP_PORT ? UINT16_MAX : VSOCK_PORT_MAX, i;
+		bool neg;
+		if (!parse_int(v, &neg, &i))
+			return error_at(p, p->line, "%s: expected an integer, got %s", k->name, v);
+		if (neg || i < 1 || i > max)
+			return error_at(p, p->line, "%s %s is out of range 1..%" PRIu64, k->name, v,
+					max);
+		if (k->type == V_TCP_PORT)
+			*(uint16_t *)dst = (uint16_t)i;
+		else
+			*(uint32_t *)dst = (uint32_t)i;
+		return true;
+	}
+	if (v[0] != '"' || n < 2 || v[n - 1] != '"')
+		return error_at(p, p->line, "%s: expected a string, got %s", k->name, v);
+	size_t m = 0;
+	for (size_t i = 1; i < n - 1; i++) {
+		if (v[i] == '\\') {
+			if (v[i + 1] != '"' && v[i + 1] != '\\')
+				return error_at(p, p->line,
+						"%s: bad escape \\%c in string (only \\\" and \\\\ "
+						"are allowed)",
+						k->name, v[i + 1]);
+			i++;
+		}
+		s[m++] = v[i];
+	}
+	s[m] = '\0';
+	if (m == 0)
+		return error_at(p, p->line, "%s is empty", k->name);
+	if (k->type == V_LOG_LEVEL) {
+		int level = log_level_parse(s);
+		if (level < 0)
+			return error_at(p, p->line, "%s %s is not one of " LEVEL_NAMES, k->name, v);
+		*(int *)dst = level;
+		return true;
+	}
+	memcpy(dst, s, m + 1);
+	return true;
+}
+
+/* Always 1: inih would only count errors, and we report each one ourselves. */
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parser *p = user;
+
+	if (section[0] == '\0') {
+		error_at(p, p->line, "key %s is outside any table", name);
+		return 1;
+	}
+	struct table *t = &p->tables[strtoul(section, NULL, 10)];
+	if (t->kind == T_IGNORED)
+		return 1;
+	int k = find_key(t->kind, name);
+	if (value[0] == '\0') {
+		/* The reader has reported this line. */
+		if (k >= 0 && !t->key_line[k])
+			t->key_line[k] = p->line;
+		return 1;
+	}
+	if (k < 0) {
+		error_at(p, p->line, "unknown key %s in %s", name, table_title(t->kind));
+		return 1;
+	}
+	if (t->key_line[k]) {
+		error_at(p, p->line, "%s is already set at line %d", name, t->key_line[k]);
+		return 1;
+	}
+	t->key_line[k] = p->line;
+	if (set_value(p, t, &keys[k], value))
+		t->valid |= 1u << k;
+	return 1;
+}
+
+static uint32_t port_value(struct parser *p, const struct table *t, size_t k)
+{
+	const char *f = table_base(p, t) + keys[k].offset;
+
+	return keys[k].type == V_TCP_PORT ? *(const uint16_t *)f : *(const uint32_t *)f;
+}
+
+/* Is port v of keys[k] in table ti already used by an earlier rule? Rules are few. */
+static void check_clash(struct parser *p, size_t ti, size_t k, uint32_t v)
+{
+	const struct table *t = &p->tables[ti];
+
+	for (size_t tj = 0; tj < ti; tj++) {
+		const struct table *u = &p->tables[tj];
+		for (size_t j = 0; j < NKEYS; j++) {
+			if ((u->valid & 1u << j) && keys[j].space == keys[k].space &&
+			    port_value(p, u, j) == v) {
+				error_at(p, t->key_line[k],
+					 "%s %" PRIu32 " is already used at line %d", keys[k].name,
+					 v, u->key_line[j]);
+				return;
+			}
+		}
+	}
+}
+
+/*
+ * The guide's own reference config gives an outbound tcp_port and an inbound
+ * enclave_port the same number: legal, but inside the enclave the enclave half
+ * then listens where that rule's application must. Say so, and load it.
+ */
+static void check_enclave_ports(struct parser *p)
+{
+	int tcp = find_key(T_OUTBOUND, "tcp_port"), enc = find_key(T_INBOUND, "enclave_port");
+
+	for (size_t i = 0; i < p->ntables; i++) {
+		const struct table *o = &p->tables[i];
+		if (o->kind != T_OUTBOUND || !(o->valid & 1u << tcp))
+			continue;
+		uint32_t port = port_value(p, o, (size_t)tcp);
+		for (size_t j = 0; j < p->ntables; j++) {
+			const struct table *in = &p->tables[j];
+			if (in->kind != T_INBOUND || !(in->valid & 1u << enc) ||
+			    port_value(p, in, (size_t)enc) != port)
+				continue;
+			warning_at(p, o->key_line[tcp],
+				   "tcp_port %" PRIu32 " is also the enclave_port at line %d: the "
+				   "enclave half will listen on 127.0.0.1:%" PRIu32
+				   ", where that rule's application must",
+				   port, in->key_line[enc], port);
+			break;
+		}
+	}
+}
+
+static void check_tables(struct parser *p)
+{
+	for (size_t ti = 0; ti < p->ntables; ti++) {
+		const struct table *t = &p->tables[ti];
+		for (size_t k = 0; k < NKEYS; k++) {
+			if (keys[k].kind != t->kind)
+				continue;
+			if (keys[k].required && !t->key_line[k])
+				error_at(p, t->line, "missing key %s in %s", keys[k].name,
+					 table_title(t->kind));
+			if (!(t->valid & 1u << k) || keys[k].space == SP_NONE)
+				continue;
+			uint32_t v = port_value(p, t, k);
+			if (keys[k].space == SP_VSOCK && v == p->control_port)
+				error_at(p, t->key_line[k],
+					 "%s %" PRIu32 " is the control port (see --control-port)",
+					 keys[k].name, v);
+			else
+				check_clash(p, ti, k, v);
+		}
+	}
+	if (p->c->nrules == 0)
+		error_at(p, 1, "no rules: add [[inbound_connections]] or [[outbound_connections]]");
+	check_enclave_ports(p);
+}
+
+static int error_cmp(const void *a, const void *b)
+{
+	const struct error *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void config_init(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->host_log_dir, DEFAULT_LOG_DIR);
+	strcpy(c->enclave_log_dir, DEFAULT_LOG_DIR);
+	c->log_level = -1;
+}
+
+/* Hands the errors, in line order, to p->c, and returns what config_parse() returns. */
+static int finish(struct parser *p)
+{
+	struct config *c = p->c;
+
+	if (p->nomem)
+		error_at(p, 0, "out of memory");
+	free(p->tables);
+	size_t nwarnings = 0;
+	for (size_t i = 0; i < p->nerrors; i++)
+		nwarnings += p->errors[i].warning;
+	bool failed = p->nerrors > nwarnings;
+	if (failed) {
+		free(c->rules);
+		config_init(c);
+	}
+	if (p->nerrors > 0)
+		qsort(p->errors, p->nerrors, sizeof(*p->errors), error_cmp);
+	/* With errors, the warnings are dropped: the config is not loaded at all. */
+	char ***list = failed ? &c->errors : &c->warnings;
+	size_t *n = failed ? &c->nerrors : &c->nwarnings;
+	if (p->nerrors > 0)
+		*list = malloc(p->nerrors * sizeof(**list));
+	for (size_t i = 0; i < p->nerrors; i++) {
+		if (*list && p->errors[i].warning != failed)
+			(*list)[(*n)++] = p->errors[i].msg;
+		else
+			free(p->errors[i].msg);
+	}
+	free(p->errors);
+	return failed ? -1 : 0;
+}
+
+int config_parse(struct config *c, const char *name, FILE *f, uint32_t control_port)
+{
+	struct parser p = {.c = c, .name = name, .f = f, .control_port = control_port};
+
+	config_init(c);
+	if (ini_parse_stream(reader, &p, handler, &p) < 0)
+		p.nomem = true;
+	if (p.read_errno)
+		error_at(&p, 0, "cannot read: %s", strerror(p.read_errno));
+	else
+		check_tables(&p);
+	return finish(&p);
+}
+
+int config_load(struct config *c, const char *path, uint32_t control_port)
+{
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		struct parser p = {.c = c, .name = path};
+		config_init(c);
+		error_at(&p, 0, "cannot open: %s", strerror(errno));
+		return finish(&p);
+	}
+	int rc = config_parse(c, path, f, control_port);
+	fclose(f);
+	return rc;
+}
+
+static void print_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+static void print_table(FILE *out, enum kind kind, const char *base)
+{
+	fprintf(out, "%s\n", table_title(kind));
+	for (size_t k = 0; k < NKEYS; k++) {
+		const struct key *key = &keys[k];
+		const char *f = base + key->offset;
+		if (key->kind != kind)
+			continue;
+		switch (key->type) {
+		case V_TCP_PORT:
+			fprintf(out, "%s = %u\n", key->name, *(const uint16_t *)f);
+			break;
+		case V_VSOCK_PORT:
+			fprintf(out, "%s = %" PRIu32 "\n", key->name, *(const uint32_t *)f);
+			break;
+		case V_STRING:
+			if (*f) {
+				fprintf(out, "%s = ", key->name);
+				print_string(out, f);
+				fputc('\n', out);
+			}
+			break;
+		case V_LOG_LEVEL:
+			if (*(const int *)f >= 0)
+				fprintf(out, "%s = \"%s\"\n", key->name,
+					log_level_name(*(const int *)f));
+			break;
+		}
+	}
+}
+
+void config_print(const struct config *c, FILE *out)
+{
+	for (size_t i = 0; i < c->nrules; i++) {
+		const struct rule *r = &c->rules[i];
+		if (i > 0)
+			fputc('\n', out);
+		if (r->dir == RULE_INBOUND) {
+			fprintf(out,
+				"# inbound: tcp 0.0.0.0:%u -> vsock port %" PRIu32
+				" -> enclave 127.0.0.1:%u\n",
+				r->host_port, r->vsock_port, r->enclave_port);
+			print_table(out, T_INBOUND, (const char *)r);
+		} else {
+			bool v6 = strchr(r->hostname, ':') != NULL;
+			fprintf(out,
+				"# outbound: enclave 127.0.0.1:%u -> vsock port %" PRIu32
+				" -> host %s%s%s:%u\n",
+				r->tcp_port, r->vsock_port, v6 ? "[" : "", r->hostname,
+				v6 ? "]" : "", r->tcp_port);
+			print_table(out, T_OUTBOUND, (const char *)r);
+		}
+	}
+	if (c->has_log_location) {
+		if (c->nrules > 0)
+			fputc('\n', out);
+		print_table(out, T_LOG, (const char *)c);
+	}
+}
+
+void config_free(struct config *c)
+{
+	for (size_t i = 0; i < c->nerrors; i++)
+		free(c->errors[i]);
+	free(c->errors);
+	for (size_t i = 0; i < c->nwarnings; i++)
+		free(c->warnings[i]);
+	free(c->warnings);
+	free(c->rules);
+	config_init(c);
+}

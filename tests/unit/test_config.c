@@ -1,0 +1,967 @@
+/* The config parser: the guide's files, every error message and its line, inih's traps, printing.
+ */
+// clang-format off
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+// clang-format on
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+#define CONTROL_PORT 6666
+
+/* From the vendor guide, trailing blanks included. */
+static const char guide_inbound[] =
+    "[[inbound_connections]]\n"
+    "host_port = 5050 \n"
+    "enclave_port = 5050 \n"
+    "vsock_port = 9995  \n"
+    "\n"
+    "[[inbound_connections]]\n"
+    "host_port = 5443 \n"
+    "enclave_port = 5443 \n"
+    "vsock_port = 9994  \n"
+    "\n"
+    "[log_location]\n"
+    "host_log = \"host.log\" # qproxy host log name, "
+    "e.g./var/log/qproxy/host.log\n"
+    "enclave_log = \"enclave.log\" # qproxy enclave log name, "
+    "e.g./var/log/qproxy/enclave.log\n"
+    "log_level = \"info\" # qproxy logger level, e.g. \"off\", "
+    "\"info\", \"warn\", \"error\", \"debug\", \"trace\"\n"
+    "host_log_dir = \"/var/log/qproxy\" # qproxy host log dir, and "
+    "its default value is \"/var/log/qproxy\"\n"
+    "enclave_log_dir = \"/var/log/qproxy\" # qproxy enclave log dir, "
+    "and its default value is \"/var/log/qproxy\"\n";
+
+static const char guide_reference[] = "[[outbound_connections]]\n"
+				      "hostname = \"api.myservice.com\" \n"
+				      "vsock_port = 7777 \n"
+				      "tcp_port = 443  \n"
+				      "\n"
+				      "[[outbound_connections]]\n"
+				      "hostname = \"another.api.com\" \n"
+				      "vsock_port = 7778 \n"
+				      "tcp_port = 5555  \n"
+				      "\n"
+				      "[[inbound_connections]]\n"
+				      "host_port = 80  \n"
+				      "enclave_port = 80  \n"
+				      "vsock_port = 9000   \n"
+				      "\n"
+				      "[[inbound_connections]]\n"
+				      "host_port = 443 \n"
+				      "enclave_port = 443 \n"
+				      "vsock_port = 9001  \n"
+				      "\n"
+				      "[log_location]\n"
+				      "host_log = \"host.log\"  \n"
+				      "enclave_log = \"enclave.log\"  \n"
+				      "log_level = \"info\"  \n"
+				      "host_log_dir = \"/var/log/qproxy\"  \n"
+				      "enclave_log_dir = \"/var/log/qproxy\"";
+
+/* n bytes of text, which may hold NULs. */
+static int parse_n(struct config *c, const char *text, size_t n, uint32_t control_port)
+{
+	/* glibc's fmemopen() refuses an empty buffer. */
+	FILE *f = n ? fmemopen((void *)text, n, "r") : fopen("/dev/null", "r");
+
+	assert_non_null(f);
+	int rc = config_parse(c, "cfg.toml", f, control_port);
+	fclose(f);
+	return rc;
+}
+
+static int parse(struct config *c, const char *text)
+{
+	return parse_n(c, text, strlen(text), CONTROL_PORT);
+}
+
+static void parse_ok(struct config *c, const char *text)
+{
+	if (parse(c, text) != 0) {
+		for (size_t i = 0; i < c->nerrors; i++)
+			print_error("unexpected: %s\n", c->errors[i]);
+		fail();
+	}
+	assert_int_equal(c->nerrors, 0);
+}
+
+/* The config is rejected with exactly these errors, in this order, and holds nothing else. */
+static void expect_errors_n(const char *text, size_t n, uint32_t control_port,
+			    const char *const *want, size_t nwant)
+{
+	struct config c;
+	int rc = parse_n(&c, text, n, control_port);
+	bool same = c.nerrors == nwant;
+
+	for (size_t i = 0; same && i < nwant; i++)
+		same = strcmp(c.errors[i], want[i]) == 0;
+	if (!same) {
+		for (size_t i = 0; i < nwant; i++)
+			print_error("want: %s\n", want[i]);
+		for (size_t i = 0; i < c.nerrors; i++)
+			print_error("got:  %s\n", c.errors[i]);
+	}
+	assert_true(same);
+	assert_int_equal(rc, -1);
+	assert_int_equal(c.nrules, 0);
+	assert_false(c.has_log_location);
+	config_free(&c);
+}
+
+#define EXPECT_ERRORS_N(text, n, port, ...)                                                        \
+	do {                                                                                       \
+		const char *const want_[] = {__VA_ARGS__};                                         \
+		expect_errors_n(text, n, port, want_, sizeof(want_) / sizeof(want_[0]));           \
+	} while (0)
+#define EXPECT_ERRORS(text, ...) EXPECT_ERRORS_N(text, strlen(text), CONTROL_PORT, __VA_ARGS__)
+
+#define IN "[[inbound_connections]]\n"
+#define OUT "[[outbound_connections]]\n"
+#define IN_OK IN "host_port = 80\nenclave_port = 80\nvsock_port = 9000\n"
+
+static void guide_inbound_parses(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, guide_inbound);
+	assert_int_equal(c.nrules, 2);
+	assert_int_equal(c.rules[0].dir, RULE_INBOUND);
+	assert_int_equal(c.rules[0].line, 1);
+	assert_int_equal(c.rules[0].host_port, 5050);
+	assert_int_equal(c.rules[0].enclave_port, 5050);
+	assert_int_equal(c.rules[0].vsock_port, 9995);
+	assert_int_equal(c.rules[1].line, 6);
+	assert_int_equal(c.rules[1].host_port, 5443);
+	assert_int_equal(c.rules[1].enclave_port, 5443);
+	assert_int_equal(c.rules[1].vsock_port, 9994);
+	assert_true(c.has_log_location);
+	assert_string_equal(c.host_log, "host.log");
+	assert_string_equal(c.enclave_log, "enclave.log");
+	assert_int_equal(c.log_level, LOG_INFO);
+	assert_string_equal(c.host_log_dir, "/var/log/qproxy");
+	assert_string_equal(c.enclave_log_dir, "/var/log/qproxy");
+	config_free(&c);
+}
+
+static void guide_reference_parses(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, guide_reference);
+	/* Its tcp_port 443 and enclave_port 443 would meet inside the enclave: a warning, not an error. */
+	assert_int_equal(c.nwarnings, 1);
+	assert_string_equal(c.warnings[0],
+			    "cfg.toml:4: warning: tcp_port 443 is also the enclave_port at line 18: "
+			    "the enclave half will listen on 127.0.0.1:443, where that rule's "
+			    "application must");
+	assert_int_equal(c.nrules, 4);
+	assert_int_equal(c.rules[0].dir, RULE_OUTBOUND);
+	assert_string_equal(c.rules[0].hostname, "api.myservice.com");
+	assert_int_equal(c.rules[0].vsock_port, 7777);
+	assert_int_equal(c.rules[0].tcp_port, 443);
+	assert_int_equal(c.rules[1].dir, RULE_OUTBOUND);
+	assert_int_equal(c.rules[1].line, 6);
+	assert_string_equal(c.rules[1].hostname, "another.api.com");
+	assert_int_equal(c.rules[1].vsock_port, 7778);
+	assert_int_equal(c.rules[1].tcp_port, 5555);
+	assert_int_equal(c.rules[2].dir, RULE_INBOUND);
+	assert_int_equal(c.rules[2].line, 11);
+	assert_int_equal(c.rules[2].host_port, 80);
+	assert_int_equal(c.rules[2].vsock_port, 9000);
+	assert_int_equal(c.rules[3].host_port, 443);
+	assert_int_equal(c.rules[3].enclave_port, 443);
+	assert_int_equal(c.rules[3].vsock_port, 9001);
+	assert_int_equal(c.log_level, LOG_INFO);
+	config_free(&c);
+}
+
+static void defaults(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n");
+	assert_false(c.has_log_location);
+	assert_string_equal(c.host_log, "");
+	assert_string_equal(c.enclave_log, "");
+	assert_string_equal(c.host_log_dir, "/var/log/qproxy");
+	assert_string_equal(c.enclave_log_dir, "/var/log/qproxy");
+	assert_int_equal(c.log_level, -1);
+	config_free(&c);
+	parse_ok(&c, IN_OK "[log_location]\nlog_level = \"TRACE\"\nhost_log_dir = \"/tmp\"\n");
+	assert_true(c.has_log_location);
+	assert_int_equal(c.log_level, LOG_TRACE);
+	assert_string_equal(c.host_log_dir, "/tmp");
+	assert_string_equal(c.enclave_log_dir, "/var/log/qproxy");
+	config_free(&c);
+}
+
+static void integers(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, IN "host_port = +8_0\nenclave_port = 0080\nvsock_port = 4_294_967_294\n");
+	assert_int_equal(c.rules[0].host_port, 80);
+	assert_int_equal(c.rules[0].enclave_port, 80);
+	assert_int_equal(c.rules[0].vsock_port, 4294967294u);
+	config_free(&c);
+	parse_ok(&c, IN "host_port = 65535\nenclave_port = 1\nvsock_port = 1\n");
+	assert_int_equal(c.rules[0].host_port, 65535);
+	config_free(&c);
+}
+
+static void strings(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, OUT "hostname = \"a\\\"b\\\\c\"\nvsock_port = 1\ntcp_port = 2\n");
+	assert_string_equal(c.rules[0].hostname, "a\"b\\c");
+	config_free(&c);
+	parse_ok(&c, OUT "hostname = \"\\\\\"\nvsock_port = 1\ntcp_port = 2\n");
+	assert_string_equal(c.rules[0].hostname, "\\");
+	config_free(&c);
+	parse_ok(&c, OUT "hostname = \"h=1: 'x'\t[y]\"\nvsock_port = 1\ntcp_port = 2\n");
+	assert_string_equal(c.rules[0].hostname, "h=1: 'x'\t[y]");
+	config_free(&c);
+}
+
+static void unknown_table(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "[foo]\nx = 1\n[[bar]]\n", "cfg.toml:5: unknown table [foo]",
+		      "cfg.toml:7: unknown table [[bar]]");
+	EXPECT_ERRORS(IN_OK "[inbound_connection]\n",
+		      "cfg.toml:5: unknown table [inbound_connection]");
+}
+
+static void log_location_twice(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "[log_location]\nlog_level = \"info\"\n[log_location]\n"
+			    "log_level = \"warn\"\n",
+		      "cfg.toml:7: [log_location] is already defined at line 5");
+}
+
+static void log_location_as_array(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "[[log_location]]\nlog_level = \"info\"\n",
+		      "cfg.toml:5: log_location is a table: write [log_location], not "
+		      "[[log_location]]");
+}
+
+static void array_as_table(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "[inbound_connections]\nhost_port = 81\n",
+		      "cfg.toml:5: inbound_connections is an array of tables: write "
+		      "[[inbound_connections]]");
+	EXPECT_ERRORS(IN_OK "[outbound_connections]\n",
+		      "cfg.toml:5: outbound_connections is an array of tables: write "
+		      "[[outbound_connections]]");
+}
+
+static void unknown_key(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port = 80\nhostname = \"h\"\nenclave_port = 80\nvsock_port = 9\n",
+		      "cfg.toml:3: unknown key hostname in [[inbound_connections]]");
+	EXPECT_ERRORS(IN_OK "[log_location]\nlog_dir = \"/tmp\"\n",
+		      "cfg.toml:6: unknown key log_dir in [log_location]");
+	EXPECT_ERRORS(OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\nHostname = \"h\"\n",
+		      "cfg.toml:5: unknown key Hostname in [[outbound_connections]]");
+}
+
+static void key_outside_table(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("# comment\nlog_level = \"info\"\n" IN_OK,
+		      "cfg.toml:2: key log_level is outside any table");
+}
+
+static void duplicate_key(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "host_port = 81\n", "cfg.toml:5: host_port is already set at line 2");
+	EXPECT_ERRORS(IN_OK "[log_location]\nhost_log = \"a\"\nhost_log = \"b\"\n",
+		      "cfg.toml:7: host_log is already set at line 6");
+}
+
+static void wrong_type(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port = \"80\"\nenclave_port = 80\nvsock_port = 9\n",
+		      "cfg.toml:2: host_port: expected an integer, got \"80\"");
+	EXPECT_ERRORS(IN "host_port = 0x50\nenclave_port = 8.0\nvsock_port = true\n",
+		      "cfg.toml:2: host_port: expected an integer, got 0x50",
+		      "cfg.toml:3: enclave_port: expected an integer, got 8.0",
+		      "cfg.toml:4: vsock_port: expected an integer, got true");
+	EXPECT_ERRORS(IN "host_port = 1__0\nenclave_port = _1\nvsock_port = 1_\n",
+		      "cfg.toml:2: host_port: expected an integer, got 1__0",
+		      "cfg.toml:3: enclave_port: expected an integer, got _1",
+		      "cfg.toml:4: vsock_port: expected an integer, got 1_");
+	EXPECT_ERRORS(OUT "hostname = api.com\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: hostname: expected a string, got api.com");
+	EXPECT_ERRORS(IN_OK "[log_location]\nlog_level = 3\nhost_log = 'x'\n",
+		      "cfg.toml:6: log_level: expected a string, got 3",
+		      "cfg.toml:7: host_log: expected a string, got 'x'");
+}
+
+static void missing_key(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port = 80\n\n" OUT "hostname = \"h\"\n",
+		      "cfg.toml:1: missing key enclave_port in [[inbound_connections]]",
+		      "cfg.toml:1: missing key vsock_port in [[inbound_connections]]",
+		      "cfg.toml:4: missing key vsock_port in [[outbound_connections]]",
+		      "cfg.toml:4: missing key tcp_port in [[outbound_connections]]");
+}
+
+static void tcp_port_range(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port = 0\nenclave_port = 65536\nvsock_port = 9\n",
+		      "cfg.toml:2: host_port 0 is out of range 1..65535",
+		      "cfg.toml:3: enclave_port 65536 is out of range 1..65535");
+	EXPECT_ERRORS(
+	    IN "host_port = -80\nenclave_port = 99999999999999999999999999\n"
+	       "vsock_port = 9\n",
+	    "cfg.toml:2: host_port -80 is out of range 1..65535",
+	    "cfg.toml:3: enclave_port 99999999999999999999999999 is out of range 1..65535");
+	EXPECT_ERRORS(OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 70_000\n",
+		      "cfg.toml:4: tcp_port 70_000 is out of range 1..65535");
+	EXPECT_ERRORS(IN "host_port = -0\nenclave_port = 18446744073709551616\nvsock_port = 9\n",
+		      "cfg.toml:2: host_port -0 is out of range 1..65535",
+		      "cfg.toml:3: enclave_port 18446744073709551616 is out of range 1..65535");
+}
+
+static void vsock_port_range(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port = 1\nenclave_port = 1\nvsock_port = 0\n",
+		      "cfg.toml:4: vsock_port 0 is out of range 1..4294967294");
+	EXPECT_ERRORS(IN "host_port = 1\nenclave_port = 1\nvsock_port = 4294967295\n",
+		      "cfg.toml:4: vsock_port 4294967295 is out of range 1..4294967294");
+	EXPECT_ERRORS(OUT "hostname = \"h\"\nvsock_port = 4294967296\ntcp_port = 1\n",
+		      "cfg.toml:3: vsock_port 4294967296 is out of range 1..4294967294");
+	EXPECT_ERRORS(OUT "hostname = \"h\"\nvsock_port = -1\ntcp_port = 1\n",
+		      "cfg.toml:3: vsock_port -1 is out of range 1..4294967294");
+}
+
+static void vsock_port_twice(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK IN "host_port = 81\nenclave_port = 81\nvsock_port = 9000\n",
+		      "cfg.toml:8: vsock_port 9000 is already used at line 4");
+	EXPECT_ERRORS(IN_OK OUT "hostname = \"h\"\nvsock_port = 9000\ntcp_port = 1\n" OUT
+				"hostname = \"h\"\nvsock_port = 9000\ntcp_port = 2\n",
+		      "cfg.toml:7: vsock_port 9000 is already used at line 4",
+		      "cfg.toml:11: vsock_port 9000 is already used at line 4");
+}
+
+static void vsock_port_is_control_port(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port = 1\nenclave_port = 1\nvsock_port = 6666\n",
+		      "cfg.toml:4: vsock_port 6666 is the control port (see --control-port)");
+	const char *t = OUT "hostname = \"h\"\nvsock_port = 7000\ntcp_port = 1\n";
+	EXPECT_ERRORS_N(t, strlen(t), 7000,
+			"cfg.toml:3: vsock_port 7000 is the control port (see --control-port)");
+}
+
+static void host_port_twice(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "\n" IN "host_port = 80\nenclave_port = 81\nvsock_port = 9001\n",
+		      "cfg.toml:7: host_port 80 is already used at line 2");
+}
+
+static void tcp_port_twice(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(OUT "hostname = \"a\"\nvsock_port = 1\ntcp_port = 443\n" OUT
+			  "hostname = \"b\"\nvsock_port = 2\ntcp_port = 443\n",
+		      "cfg.toml:8: tcp_port 443 is already used at line 4");
+}
+
+/*
+ * The enclave half would listen on 127.0.0.1:80 for the outbound rule, where
+ * the inbound rule expects the application; but the guide's reference config
+ * does exactly this with port 443, and it must pass.
+ */
+static void tcp_port_may_be_enclave_port(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, IN_OK OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 80\n");
+	config_free(&c);
+}
+
+/* Two host ports may lead to one enclave application; the outbound host side only connects. */
+static void shared_ports_are_fine(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, IN_OK IN "host_port = 8080\nenclave_port = 80\nvsock_port = 9001\n" OUT
+			      "hostname = \"h\"\nvsock_port = 9002\ntcp_port = 8081\n" OUT
+			      "hostname = \"h\"\nvsock_port = 9003\ntcp_port = 8082\n");
+	assert_int_equal(c.nrules, 4);
+	config_free(&c);
+}
+
+static void unknown_log_level(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "[log_location]\nlog_level = \"verbose\"\n",
+		      "cfg.toml:6: log_level \"verbose\" is not one of off, error, warn, info, "
+		      "debug, trace");
+}
+
+static void empty_strings(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(OUT "hostname = \"\"\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: hostname is empty");
+	EXPECT_ERRORS(IN_OK "[log_location]\nhost_log = \"\"\nenclave_log = \"\"\n"
+			    "host_log_dir = \"\"\nenclave_log_dir = \"\"\nlog_level = \"\"\n",
+		      "cfg.toml:6: host_log is empty", "cfg.toml:7: enclave_log is empty",
+		      "cfg.toml:8: host_log_dir is empty", "cfg.toml:9: enclave_log_dir is empty",
+		      "cfg.toml:10: log_level is empty");
+}
+
+static void unterminated_string(void **state)
+{
+	(void)state;
+	/* The key counts as set: no "missing key hostname" as well. */
+	EXPECT_ERRORS(OUT "hostname = \"api.com\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: hostname: unterminated string");
+	EXPECT_ERRORS(OUT "hostname = \"api.com\\\"\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: hostname: unterminated string");
+	EXPECT_ERRORS(OUT "hostname = \"\"\"\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: hostname: unexpected text after value: \"");
+}
+
+static void bad_escape(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(OUT "hostname = \"a\\nb\"\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: hostname: bad escape \\n in string (only \\\" and \\\\ are "
+		      "allowed)");
+	EXPECT_ERRORS(IN_OK "[log_location]\nhost_log = \"\\u00e9\"\n",
+		      "cfg.toml:6: host_log: bad escape \\u in string (only \\\" and \\\\ are "
+		      "allowed)");
+}
+
+static void control_characters(void **state)
+{
+	static const char nul[] = OUT "hostname = \"a\0b\"\nvsock_port = 1\ntcp_port = 2\n";
+
+	(void)state;
+	EXPECT_ERRORS(OUT "hostname = \"a\ab\"\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: control character 0x07 is not allowed");
+	EXPECT_ERRORS_N(nul, sizeof(nul) - 1, CONTROL_PORT,
+			"cfg.toml:2: control character 0x00 is not allowed");
+	EXPECT_ERRORS(IN_OK "# a \x1f comment\n",
+		      "cfg.toml:5: control character 0x1f is not allowed");
+	EXPECT_ERRORS(IN_OK "host_port = 1\r2\n",
+		      "cfg.toml:5: control character 0x0d is not allowed");
+	EXPECT_ERRORS(IN_OK "\x7f\n", "cfg.toml:5: control character 0x7f is not allowed");
+}
+
+static void text_after_value(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port = 80 80\nenclave_port = 80\nvsock_port = 9 # ok\n",
+		      "cfg.toml:2: host_port: unexpected text after value: 80");
+	EXPECT_ERRORS(OUT "hostname = \"a\" \"b\" # c\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: hostname: unexpected text after value: \"b\" # c");
+	EXPECT_ERRORS(IN_OK "[log_location]\nhost_log = \"a\"b\n",
+		      "cfg.toml:6: host_log: unexpected text after value: b");
+}
+
+static void missing_value(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port =\nenclave_port = # none\nvsock_port = 9\n",
+		      "cfg.toml:2: host_port: missing value",
+		      "cfg.toml:3: enclave_port: missing value");
+}
+
+static void malformed_lines(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "[[inbound_connections]\nhost_port = 1\n",
+		      "cfg.toml:5: malformed table header [[inbound_connections]");
+	EXPECT_ERRORS(IN_OK "[log_location\n", "cfg.toml:5: malformed table header [log_location");
+	EXPECT_ERRORS(IN_OK "[log_location]]\n",
+		      "cfg.toml:5: malformed table header [log_location]]");
+	EXPECT_ERRORS(IN_OK "[]\n[a.b]\n[\"log_location\"]\n[log_location] x\n",
+		      "cfg.toml:5: malformed table header []",
+		      "cfg.toml:6: malformed table header [a.b]",
+		      "cfg.toml:7: malformed table header [\"log_location\"]",
+		      "cfg.toml:8: malformed table header [log_location] x");
+	EXPECT_ERRORS(IN_OK "\"host_port\" = 1\n= 1\n; ini comment\n",
+		      "cfg.toml:5: expected key = value, [table] or [[table]]",
+		      "cfg.toml:6: expected key = value, [table] or [[table]]",
+		      "cfg.toml:7: expected key = value, [table] or [[table]]");
+	EXPECT_ERRORS(IN_OK "host_port\na.b = 1\n", "cfg.toml:5: expected = after key host_port",
+		      "cfg.toml:6: expected = after key a");
+}
+
+/* The keys after a bad header belong to no table: no "unknown key" or "already set" for them. */
+static void keys_after_bad_header_are_ignored(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK "[[inbound_connections\nhost_port = 80\n[nope]\nfoo = 1\n",
+		      "cfg.toml:5: malformed table header [[inbound_connections",
+		      "cfg.toml:7: unknown table [nope]");
+}
+
+static void no_rules(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("", "cfg.toml:1: no rules: add [[inbound_connections]] or "
+			  "[[outbound_connections]]");
+	EXPECT_ERRORS("# nothing\n\n[log_location]\nlog_level = \"info\"\n",
+		      "cfg.toml:1: no rules: add [[inbound_connections]] or "
+		      "[[outbound_connections]]");
+}
+
+static void cannot_open(void **state)
+{
+	struct config c;
+
+	(void)state;
+	assert_int_equal(config_load(&c, "/nonexistent/qproxy.toml", CONTROL_PORT), -1);
+	assert_int_equal(c.nerrors, 1);
+	assert_string_equal(c.errors[0],
+			    "/nonexistent/qproxy.toml: cannot open: No such file or directory");
+	config_free(&c);
+	assert_int_equal(config_load(&c, "/", CONTROL_PORT), -1);
+	assert_int_equal(c.nerrors, 1);
+	assert_string_equal(c.errors[0], "/: cannot read: Is a directory");
+	config_free(&c);
+}
+
+static void load_file(void **state)
+{
+	char path[] = "/tmp/qproxy-test-XXXXXX";
+	int fd = mkstemp(path);
+	struct config c;
+
+	(void)state;
+	assert_true(fd >= 0);
+	FILE *f = fdopen(fd, "w");
+	fputs(guide_reference, f);
+	fclose(f);
+	assert_int_equal(config_load(&c, path, CONTROL_PORT), 0);
+	assert_int_equal(c.nrules, 4);
+	config_free(&c);
+	unlink(path);
+}
+
+/* Several problems: every one is reported, in line order, and nothing is applied. */
+static void all_errors_reported(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(
+	    "port = 1\n"
+	    "[[inbound_connections]]\n"
+	    "host_port = 0\n"
+	    "enclave_port = 80 80\n"
+	    "[[inbound_connections]]\n"
+	    "host_port = 81\n"
+	    "enclave_port = 81\n"
+	    "vsock_port = 6666\n"
+	    "[[outbound_connections]]\n"
+	    "hostname = \"h\\t\"\n"
+	    "[log_location]\n"
+	    "log_level = \"loud\"\n"
+	    "[logs]\n",
+	    "cfg.toml:1: key port is outside any table",
+	    "cfg.toml:2: missing key vsock_port in [[inbound_connections]]",
+	    "cfg.toml:3: host_port 0 is out of range 1..65535",
+	    "cfg.toml:4: enclave_port: unexpected text after value: 80",
+	    "cfg.toml:8: vsock_port 6666 is the control port (see --control-port)",
+	    "cfg.toml:9: missing key vsock_port in [[outbound_connections]]",
+	    "cfg.toml:9: missing key tcp_port in [[outbound_connections]]",
+	    "cfg.toml:10: hostname: bad escape \\t in string (only \\\" and \\\\ are allowed)",
+	    "cfg.toml:12: log_level \"loud\" is not one of off, error, warn, info, debug, "
+	    "trace",
+	    "cfg.toml:13: unknown table [logs]");
+}
+
+/* inih would take an indented line for the continuation of the previous value. */
+static void indented_lines(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, "  [[inbound_connections]]\n"
+		     "\thost_port = 80\n"
+		     "    enclave_port\t=\t81   # x\n"
+		     " \t vsock_port = 9000\n"
+		     "\t[log_location]\n"
+		     "\t\thost_log = \"h.log\"\n");
+	assert_int_equal(c.nrules, 1);
+	assert_int_equal(c.rules[0].host_port, 80);
+	assert_int_equal(c.rules[0].enclave_port, 81);
+	assert_int_equal(c.rules[0].vsock_port, 9000);
+	assert_string_equal(c.host_log, "h.log");
+	config_free(&c);
+}
+
+/* inih cuts a value at " ;", even inside quotes. */
+static void semicolon_in_string(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, OUT "hostname = \"a ;b\"\nvsock_port = 1\ntcp_port = 2\n" OUT
+			 "hostname = \" ; ;;\" # ; \n"
+			 "vsock_port = 3\ntcp_port = 4\n");
+	assert_string_equal(c.rules[0].hostname, "a ;b");
+	config_free(&c);
+	EXPECT_ERRORS(OUT "hostname = \"h\" ;x\nvsock_port = 1\ntcp_port = 2\n",
+		      "cfg.toml:2: hostname: unexpected text after value: ;x");
+	EXPECT_ERRORS(IN "host_port = 80;\nenclave_port = 80\nvsock_port = 9\n",
+		      "cfg.toml:2: host_port: expected an integer, got 80;");
+}
+
+static void hash_in_string(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, OUT "hostname = \"a#b # c\" # comment\nvsock_port = 1#c\ntcp_port = 2\n");
+	assert_string_equal(c.rules[0].hostname, "a#b # c");
+	assert_int_equal(c.rules[0].vsock_port, 1);
+	config_free(&c);
+}
+
+/* inih reads 199 bytes at most and would take the rest for a line of its own. */
+static void long_lines(void **state)
+{
+	char text[1024], value[256];
+	struct config c;
+
+	(void)state;
+	/* hostname="xxx...x": key and value of exactly 199 bytes are fine, and so is the next line. */
+	memset(value, 'x', 188);
+	value[188] = '\0';
+	snprintf(text, sizeof(text), OUT "hostname=\"%s\"\nvsock_port = 1\ntcp_port = 2\n", value);
+	parse_ok(&c, text);
+	assert_int_equal(strlen(c.rules[0].hostname), 188);
+	assert_int_equal(c.rules[0].vsock_port, 1);
+	config_free(&c);
+
+	/* Blanks around "=" and a trailing comment do not count: inih never sees them. */
+	snprintf(text, sizeof(text), OUT "hostname   =   \"%s\"   # %s\nvsock_port = 1\ntcp_port = 2\n",
+		 value, value);
+	parse_ok(&c, text);
+	assert_int_equal(strlen(c.rules[0].hostname), 188);
+	config_free(&c);
+
+	/* One byte more than inih takes is an error, not a silent split. */
+	value[189] = '\0';
+	value[188] = 'x';
+	snprintf(text, sizeof(text), OUT "hostname=\"%s\"\nvsock_port = 1\ntcp_port = 2\n", value);
+	EXPECT_ERRORS(text, "cfg.toml:2: hostname: key and value take 200 bytes, at most 199");
+
+	/* A long comment is fine, and must not spill a "key = value" into the table. */
+	memset(value, 'c', 250);
+	value[250] = '\0';
+	snprintf(text, sizeof(text), IN_OK "# %s hostname = \"x\"\n", value);
+	parse_ok(&c, text);
+	assert_int_equal(c.nrules, 1);
+	assert_int_equal(c.rules[0].host_port, 80);
+	config_free(&c);
+
+	/* A long header starts a table we ignore; its keys are not the previous table's. */
+	snprintf(text, sizeof(text), IN_OK "[%s]\nhost_port = 81\n", value);
+	char want[512];
+	snprintf(want, sizeof(want), "cfg.toml:5: unknown table [%s]", value);
+	EXPECT_ERRORS(text, want);
+
+	/* A raw line past 4096 bytes is refused whatever it holds. */
+	char *huge = malloc(5000);
+	memset(huge, ' ', 4998);
+	huge[0] = '#';
+	huge[4998] = '\0';
+	char *doc = malloc(6000);
+	snprintf(doc, 6000, IN_OK "%s\n", huge);
+	EXPECT_ERRORS(doc, "cfg.toml:5: line is 4998 bytes long, at most 4096");
+	free(huge);
+	free(doc);
+
+	/* The limit excludes a CRLF. */
+	memset(value, 'x', 188);
+	value[188] = '\0';
+	snprintf(text, sizeof(text), OUT "hostname=\"%s\"\r\nvsock_port = 1\ntcp_port = 2\n",
+		 value);
+	parse_ok(&c, text);
+	config_free(&c);
+}
+
+static void key_colon_value(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN "host_port: 80\nenclave_port = 80\nvsock_port = 9\n",
+		      "cfg.toml:2: expected = after key host_port");
+}
+
+static void empty_array_table(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(IN_OK IN "\n" OUT,
+		      "cfg.toml:5: missing key host_port in [[inbound_connections]]",
+		      "cfg.toml:5: missing key enclave_port in [[inbound_connections]]",
+		      "cfg.toml:5: missing key vsock_port in [[inbound_connections]]",
+		      "cfg.toml:7: missing key hostname in [[outbound_connections]]",
+		      "cfg.toml:7: missing key vsock_port in [[outbound_connections]]",
+		      "cfg.toml:7: missing key tcp_port in [[outbound_connections]]");
+}
+
+/* inih sees [[x]] as section "[x": two tables of one array would merge into one. */
+static void consecutive_array_tables(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, IN "host_port = 1\nenclave_port = 1\nvsock_port = 1\n" IN
+			"host_port = 2\nenclave_port = 2\nvsock_port = 2\n" IN
+			"host_port = 3\nenclave_port = 3\nvsock_port = 3\n");
+	assert_int_equal(c.nrules, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(c.rules[i].line, 1 + 4 * i);
+		assert_int_equal(c.rules[i].host_port, i + 1);
+		assert_int_equal(c.rules[i].vsock_port, i + 1);
+	}
+	config_free(&c);
+}
+
+static void crlf(void **state)
+{
+	char text[sizeof(guide_reference) * 2];
+	size_t n = 0;
+	struct config c;
+
+	(void)state;
+	for (const char *s = guide_reference; *s; s++) {
+		if (*s == '\n')
+			text[n++] = '\r';
+		text[n++] = *s;
+	}
+	text[n] = '\0';
+	parse_ok(&c, text);
+	assert_int_equal(c.nrules, 4);
+	assert_string_equal(c.rules[0].hostname, "api.myservice.com");
+	assert_string_equal(c.enclave_log_dir, "/var/log/qproxy");
+	config_free(&c);
+	EXPECT_ERRORS(IN "host_port = 80\r\nenclave_port = 80\r\nvsock_port = x\r\n",
+		      "cfg.toml:4: vsock_port: expected an integer, got x");
+}
+
+static void bom(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, "\xef\xbb\xbf" IN_OK);
+	assert_int_equal(c.nrules, 1);
+	config_free(&c);
+	EXPECT_ERRORS("\xef\xbb\xbf" IN "host_port = 0\nenclave_port = 80\nvsock_port = 9\n",
+		      "cfg.toml:2: host_port 0 is out of range 1..65535");
+	/* Only at the start of the file. */
+	EXPECT_ERRORS(IN_OK "\xef\xbb\xbf# x\n",
+		      "cfg.toml:5: expected key = value, [table] or [[table]]");
+}
+
+static char *print_to_string(const struct config *c)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	config_print(c, f);
+	fclose(f);
+	return buf;
+}
+
+static void assert_same_config(const struct config *a, const struct config *b)
+{
+	assert_int_equal(a->nrules, b->nrules);
+	for (size_t i = 0; i < a->nrules; i++) {
+		const struct rule *x = &a->rules[i], *y = &b->rules[i];
+		assert_int_equal(x->dir, y->dir);
+		assert_int_equal(x->vsock_port, y->vsock_port);
+		assert_int_equal(x->host_port, y->host_port);
+		assert_int_equal(x->enclave_port, y->enclave_port);
+		assert_int_equal(x->tcp_port, y->tcp_port);
+		assert_string_equal(x->hostname, y->hostname);
+	}
+	assert_int_equal(a->has_log_location, b->has_log_location);
+	assert_string_equal(a->host_log, b->host_log);
+	assert_string_equal(a->enclave_log, b->enclave_log);
+	assert_string_equal(a->host_log_dir, b->host_log_dir);
+	assert_string_equal(a->enclave_log_dir, b->enclave_log_dir);
+	assert_int_equal(a->log_level, b->log_level);
+}
+
+static void round_trip(const char *text)
+{
+	struct config a, b;
+
+	parse_ok(&a, text);
+	char *first = print_to_string(&a);
+	parse_ok(&b, first);
+	char *second = print_to_string(&b);
+	assert_string_equal(first, second);
+	assert_same_config(&a, &b);
+	free(first);
+	free(second);
+	config_free(&a);
+	config_free(&b);
+}
+
+static void print_round_trip(void **state)
+{
+	(void)state;
+	round_trip(guide_inbound);
+	round_trip(guide_reference);
+	round_trip(OUT "hostname = \"a \\\"q\\\" \\\\ ;b #c\"\nvsock_port = 1\ntcp_port = 2\n");
+	round_trip(OUT "hostname = \"::1\"\nvsock_port = 1\ntcp_port = 2\n"
+		       "[log_location]\nlog_level = \"OFF\"\n");
+	round_trip(IN_OK "[log_location]\n");
+}
+
+static void print_format(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, guide_reference);
+	char *s = print_to_string(&c);
+	assert_string_equal(
+	    s,
+	    "# outbound: enclave 127.0.0.1:443 -> vsock port 7777 -> host api.myservice.com:443\n"
+	    "[[outbound_connections]]\n"
+	    "hostname = \"api.myservice.com\"\n"
+	    "vsock_port = 7777\n"
+	    "tcp_port = 443\n"
+	    "\n"
+	    "# outbound: enclave 127.0.0.1:5555 -> vsock port 7778 -> host another.api.com:5555\n"
+	    "[[outbound_connections]]\n"
+	    "hostname = \"another.api.com\"\n"
+	    "vsock_port = 7778\n"
+	    "tcp_port = 5555\n"
+	    "\n"
+	    "# inbound: tcp 0.0.0.0:80 -> vsock port 9000 -> enclave 127.0.0.1:80\n"
+	    "[[inbound_connections]]\n"
+	    "host_port = 80\n"
+	    "enclave_port = 80\n"
+	    "vsock_port = 9000\n"
+	    "\n"
+	    "# inbound: tcp 0.0.0.0:443 -> vsock port 9001 -> enclave 127.0.0.1:443\n"
+	    "[[inbound_connections]]\n"
+	    "host_port = 443\n"
+	    "enclave_port = 443\n"
+	    "vsock_port = 9001\n"
+	    "\n"
+	    "[log_location]\n"
+	    "host_log = \"host.log\"\n"
+	    "enclave_log = \"enclave.log\"\n"
+	    "log_level = \"info\"\n"
+	    "host_log_dir = \"/var/log/qproxy\"\n"
+	    "enclave_log_dir = \"/var/log/qproxy\"\n");
+	free(s);
+	config_free(&c);
+
+	parse_ok(&c, OUT "hostname = \"::1\"\nvsock_port = 1\ntcp_port = 2\n[log_location]\n"
+			 "enclave_log = \"e.log\"\n");
+	s = print_to_string(&c);
+	assert_string_equal(s, "# outbound: enclave 127.0.0.1:2 -> vsock port 1 -> host [::1]:2\n"
+			       "[[outbound_connections]]\n"
+			       "hostname = \"::1\"\n"
+			       "vsock_port = 1\n"
+			       "tcp_port = 2\n"
+			       "\n"
+			       "[log_location]\n"
+			       "enclave_log = \"e.log\"\n"
+			       "host_log_dir = \"/var/log/qproxy\"\n"
+			       "enclave_log_dir = \"/var/log/qproxy\"\n");
+	free(s);
+	config_free(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(guide_inbound_parses),
+	    cmocka_unit_test(guide_reference_parses),
+	    cmocka_unit_test(defaults),
+	    cmocka_unit_test(integers),
+	    cmocka_unit_test(strings),
+	    cmocka_unit_test(unknown_table),
+	    cmocka_unit_test(log_location_twice),
+	    cmocka_unit_test(log_location_as_array),
+	    cmocka_unit_test(array_as_table),
+	    cmocka_unit_test(unknown_key),
+	    cmocka_unit_test(key_outside_table),
+	    cmocka_unit_test(duplicate_key),
+	    cmocka_unit_test(wrong_type),
+	    cmocka_unit_test(missing_key),
+	    cmocka_unit_test(tcp_port_range),
+	    cmocka_unit_test(vsock_port_range),
+	    cmocka_unit_test(vsock_port_twice),
+	    cmocka_unit_test(vsock_port_is_control_port),
+	    cmocka_unit_test(host_port_twice),
+	    cmocka_unit_test(tcp_port_twice),
+	    cmocka_unit_test(tcp_port_may_be_enclave_port),
+	    cmocka_unit_test(shared_ports_are_fine),
+	    cmocka_unit_test(unknown_log_level),
+	    cmocka_unit_test(empty_strings),
+	    cmocka_unit_test(unterminated_string),
+	    cmocka_unit_test(bad_escape),
+	    cmocka_unit_test(control_characters),
+	    cmocka_unit_test(text_after_value),
+	    cmocka_unit_test(missing_value),
+	    cmocka_unit_test(malformed_lines),
+	    cmocka_unit_test(keys_after_bad_header_are_ignored),
+	    cmocka_unit_test(no_rules),
+	    cmocka_unit_test(cannot_open),
+	    cmocka_unit_test(load_file),
+	    cmocka_unit_test(all_errors_reported),
+	    cmocka_unit_test(indented_lines),
+	    cmocka_unit_test(semicolon_in_string),
+	    cmocka_unit_test(hash_in_string),
+	    cmocka_unit_test(long_lines),
+	    cmocka_unit_test(key_colon_value),
+	    cmocka_unit_test(empty_array_table),
+	    cmocka_unit_test(consecutive_array_tables),
+	    cmocka_unit_test(crlf),
+	    cmocka_unit_test(bom),
+	    cmocka_unit_test(print_round_trip),
+	    cmocka_unit_test(print_format),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
