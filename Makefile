@@ -26,11 +26,11 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=build/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all static test test-unit test-config test-e2e demo deps clean format
+.PHONY: all static test test-unit test-config test-e2e test-vm fuzz demo deps clean format
 
 all: build/qproxy
 
-build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj build/.deps
+build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj build/.deps-build
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
 
 build/qproxy: $(OBJS)
@@ -38,7 +38,7 @@ build/qproxy: $(OBJS)
 
 static: build/qproxy-static
 
-build/qproxy-static: $(SRCS) $(wildcard src/*.h) | build/musl-include build/.deps
+build/qproxy-static: $(SRCS) $(wildcard src/*.h) | build/musl-include build/.deps-build
 	$(MUSL_CC) $(CPPFLAGS) $(WARN) $(STATIC_CFLAGS) -isystem build/musl-include \
 		-o $@ $(SRCS) $(STATIC_LDFLAGS) $(STATIC_LDLIBS)
 
@@ -51,34 +51,56 @@ build/musl-include: | build
 	ln -sfn /usr/include/asm-generic $@/asm-generic
 	ln -sfn /usr/include/x86_64-linux-gnu/asm $@/asm
 
-build/tests/%: tests/unit/%.c $(LIB_OBJS) | build/tests
+build/tests/%: tests/unit/%.c $(LIB_OBJS) | build/tests build/.deps-all
 	$(CC) $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS) -lcmocka
 
 build build/obj build/tests:
 	mkdir -p $@
 
-# A fresh machine gets its packages on the first build; the stamp keeps later builds quiet.
-build/.deps: scripts/install-deps.sh | build
-	scripts/install-deps.sh
+# A fresh machine gets its packages on the first build (and the test ones on the first
+# test run); the stamps keep later runs quiet.
+build/.deps-%: scripts/install-deps.sh | build
+	scripts/install-deps.sh $*
 	touch $@
 
-test: test-unit test-config test-e2e
+test: test-unit test-config test-e2e test-vm fuzz
 
-test-unit: $(UNIT_BINS)
+test-unit: $(UNIT_BINS) | build/.deps-all
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-test-config: build/qproxy
+test-config: build/qproxy | build/.deps-all
 	tests/config/run.sh build/qproxy
 
-test-e2e: build/qproxy build/qproxy-static
+test-e2e: build/qproxy build/qproxy-static | build/.deps-all
 	$(PYTHON) -m pytest -q tests/e2e
 
-demo: build/qproxy
+# The static binary in a tiny initramfs under QEMU, over real AF_VSOCK (vsock_loopback).
+test-vm: build/qproxy-static | build/.deps-all
+	tests/vm/run.sh build/qproxy-static
+
+# libFuzzer with ASan and UBSan; FUZZ_SECONDS per target, from the committed corpus.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+build/fuzz/%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard src/*.h) | build/.deps-all
+	@mkdir -p build/fuzz
+	clang $(CPPFLAGS) $(FUZZ_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) -linih -lpthread
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus-$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$$t- \
+			build/fuzz/corpus-$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
+			|| { tail -n 40 build/fuzz/$$t.log; exit 1; }; \
+		tail -n 1 build/fuzz/$$t.log; \
+	done
+
+demo: build/qproxy | build/.deps-all
 	scripts/demo.sh build/qproxy
 
-deps:
-	scripts/install-deps.sh
-	@mkdir -p build && touch build/.deps
+deps: build/.deps-all
 
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c

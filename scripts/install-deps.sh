@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Install, with apt-get, every Debian package that qproxy's build and tests need.
+# Install, with apt-get, the Debian packages that qproxy's build (`build`) or its
+# build and tests (`all`, the default) need.
 # Idempotent: packages already installed are left alone, and `apt-get update` runs
 # only when something is missing. Needs root only when something is missing.
+#
+# Usage: scripts/install-deps.sh [build|all]
 set -euo pipefail
 
-packages=(
-	# build
-	build-essential gcc make musl-tools libinih-dev libcmocka-dev libcbor-dev clang
+profile=${1:-all}
+# Keep in step with Dockerfile.build, which installs the same list itself.
+build_packages=(gcc libc6-dev linux-libc-dev make musl-tools libinih-dev)
+case "$profile" in
+build) packages=("${build_packages[@]}") ;;
+all) packages=("${build_packages[@]}"
+	build-essential libcmocka-dev libcbor-dev clang
 	# tests: unit, config golden, end-to-end
 	python3-pytest socat curl netcat-openbsd iproute2 openssl procps valgrind
 	# real servers and clients for the end-to-end tests and benchmarks
 	redis-server nginx-light apache2-utils iperf3
 	# the VM test (static binary in an initramfs under QEMU, real AF_VSOCK)
 	busybox-static qemu-system-x86 linux-image-amd64
-)
+) ;;
+*)
+	echo "usage: $0 [build|all]" >&2
+	exit 2
+	;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,7 +36,7 @@ for p in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "install-deps: all ${#packages[@]} packages already installed"
+	echo "install-deps: all ${#packages[@]} packages ($profile) already installed"
 	exit 0
 fi
 
