@@ -2,12 +2,15 @@
 
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /*
  * The config is read through inih with Debian's default build switches, and
@@ -34,20 +37,30 @@
 #define VSOCK_PORT_MAX 0xfffffffeu /* 0xffffffff is VMADDR_PORT_ANY */
 #define LEVEL_NAMES "off, error, warn, info, debug, trace"
 
-enum kind { T_INBOUND, T_OUTBOUND, T_LOG, T_IGNORED };
+enum kind { T_INBOUND, T_OUTBOUND, T_ENCLAVE, T_LOG, T_IGNORED };
 
 static const struct {
 	const char *name;
-	bool array; /* [[name]], else [name] */
+	bool array; /* [[name]], a rule each; else [name], at most once, held in struct config */
 } kinds[] = {
     [T_INBOUND] = {"inbound_connections", true},
     [T_OUTBOUND] = {"outbound_connections", true},
+    [T_ENCLAVE] = {"enclave", false},
     [T_LOG] = {"log_location", false},
 };
 
-enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL };
+/*
+ * V_ADDRESS: a dotted-quad IPv4 address in 127.0.0.0/8, stored as a uint32_t
+ * in host byte order and printed only when it is not INADDR_LOOPBACK, its
+ * default. V_PATH: a string holding an absolute path.
+ */
+enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH };
 
-/* Ports that two rules must not share: vsock ports, and TCP ports the halves listen on. */
+/*
+ * Ports that two rules must not share: vsock ports, and TCP ports the halves
+ * listen on. The host half listens on 0.0.0.0; the enclave half on each
+ * outbound rule's enclave_address, so its ports clash only at one address.
+ */
 enum space { SP_NONE, SP_VSOCK, SP_HOST, SP_ENCLAVE };
 
 struct key {
@@ -56,7 +69,7 @@ struct key {
 	enum type type;
 	bool required;
 	enum space space;
-	size_t offset; /* in struct rule, or in struct config for T_LOG */
+	size_t offset; /* in struct rule, or in struct config for a [name] table */
 };
 
 #define RULE(f) offsetof(struct rule, f)
@@ -74,8 +87,10 @@ static const struct key keys[] = {
     {T_INBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
     {T_OUTBOUND, "hostname", V_STRING, true, SP_NONE, RULE(hostname)},
     {T_OUTBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
-    /* The enclave half listens on 127.0.0.1:tcp_port. */
+    /* The enclave half listens on enclave_address:tcp_port. */
     {T_OUTBOUND, "tcp_port", V_TCP_PORT, true, SP_ENCLAVE, RULE(tcp_port)},
+    {T_OUTBOUND, "enclave_address", V_ADDRESS, false, SP_NONE, RULE(enclave_address)},
+    {T_ENCLAVE, "hosts_file", V_PATH, false, SP_NONE, CONF(hosts_file)},
     {T_LOG, "host_log", V_STRING, false, SP_NONE, CONF(host_log)},
     {T_LOG, "enclave_log", V_STRING, false, SP_NONE, CONF(enclave_log)},
     {T_LOG, "log_level", V_LOG_LEVEL, false, SP_NONE, CONF(log_level)},
@@ -84,6 +99,7 @@ static const struct key keys[] = {
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
+_Static_assert(NKEYS <= 32, "struct table keeps one bit per key in an unsigned");
 
 struct table {
 	enum kind kind;
@@ -106,7 +122,7 @@ struct parser {
 	FILE *f;
 	uint32_t control_port;
 	int line;
-	int log_line; /* of the [log_location] header, 0 when none yet */
+	int single_line[T_IGNORED]; /* of each [name] table's header, 0 when none yet */
 	int read_errno;
 	bool nomem;
 	struct table *tables;
@@ -184,6 +200,7 @@ static const char *table_title(enum kind kind)
 	static const char *const titles[] = {
 	    [T_INBOUND] = "[[inbound_connections]]",
 	    [T_OUTBOUND] = "[[outbound_connections]]",
+	    [T_ENCLAVE] = "[enclave]",
 	    [T_LOG] = "[log_location]",
 	};
 	return titles[kind];
@@ -191,7 +208,7 @@ static const char *table_title(enum kind kind)
 
 static char *table_base(struct parser *p, const struct table *t)
 {
-	return t->kind == T_LOG ? (char *)p->c : (char *)&p->c->rules[t->rule];
+	return kinds[t->kind].array ? (char *)&p->c->rules[t->rule] : (char *)p->c;
 }
 
 static bool is_blank(char ch)
@@ -243,11 +260,13 @@ static void table_start(struct parser *p, enum kind kind, char *out)
 			c->rules[t->rule] = (struct rule){
 			    .dir = kind == T_INBOUND ? RULE_INBOUND : RULE_OUTBOUND,
 			    .line = p->line,
+			    .enclave_address = kind == T_OUTBOUND ? INADDR_LOOPBACK : 0,
 			};
 		}
-	} else if (kind == T_LOG) {
-		p->log_line = p->line;
-		p->c->has_log_location = true;
+	} else if (kind != T_IGNORED) {
+		p->single_line[kind] = p->line;
+		if (kind == T_LOG)
+			p->c->has_log_location = true;
 	}
 	sprintf(out, "[%zu]", p->ntables++);
 }
@@ -281,8 +300,9 @@ static bool parse_header(struct parser *p, char *s, char *out)
 		else
 			error_at(p, p->line, "%s is an array of tables: write [[%s]]", name, name);
 		kind = T_IGNORED;
-	} else if (kind == T_LOG && p->log_line) {
-		error_at(p, p->line, "[log_location] is already defined at line %d", p->log_line);
+	} else if (!array && p->single_line[kind]) {
+		error_at(p, p->line, "%s is already defined at line %d", table_title(kind),
+			 p->single_line[kind]);
 		kind = T_IGNORED;
 	}
 	table_start(p, kind, out);
@@ -496,6 +516,23 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 		*(int *)dst = level;
 		return true;
 	}
+	if (k->type == V_ADDRESS) {
+		struct in_addr a;
+		if (inet_pton(AF_INET, s, &a) != 1)
+			return error_at(p, p->line, "%s %s is not a dotted-quad IPv4 address",
+					k->name, v);
+		uint32_t h = ntohl(a.s_addr);
+		if (h >> 24 != 127)
+			return error_at(p, p->line, "%s %s is not in 127.0.0.0/8", k->name, v);
+		/* Linux lets a socket listen there, but refuses a TCP connect to it. */
+		if (h == 0x7fffffff)
+			return error_at(p, p->line, "%s %s is the broadcast address of 127.0.0.0/8",
+					k->name, v);
+		*(uint32_t *)dst = h;
+		return true;
+	}
+	if (k->type == V_PATH && s[0] != '/')
+		return error_at(p, p->line, "%s %s must be an absolute path", k->name, v);
 	memcpy(dst, s, m + 1);
 	return true;
 }
@@ -540,21 +577,56 @@ static uint32_t port_value(struct parser *p, const struct table *t, size_t k)
 	return keys[k].type == V_TCP_PORT ? *(const uint16_t *)f : *(const uint32_t *)f;
 }
 
-/* Is port v of keys[k] in table ti already used by an earlier rule? Rules are few. */
+/* a, in host byte order, as a dotted quad. */
+static const char *ipv4_str(uint32_t a, char buf[INET_ADDRSTRLEN])
+{
+	snprintf(buf, INET_ADDRSTRLEN, "%" PRIu32 ".%" PRIu32 ".%" PRIu32 ".%" PRIu32, a >> 24,
+		 a >> 16 & 0xff, a >> 8 & 0xff, a & 0xff);
+	return buf;
+}
+
+/* An outbound rule's enclave_address; false when it is bad, which has been reported. */
+static bool enclave_address(struct parser *p, const struct table *t, uint32_t *addr)
+{
+	int a = find_key(T_OUTBOUND, "enclave_address");
+
+	if (t->key_line[a] && !(t->valid & 1u << a))
+		return false;
+	*addr = p->c->rules[t->rule].enclave_address;
+	return true;
+}
+
+/*
+ * Is port v of keys[k] in table ti already used by an earlier rule, at the
+ * same address? Rules are few.
+ */
 static void check_clash(struct parser *p, size_t ti, size_t k, uint32_t v)
 {
 	const struct table *t = &p->tables[ti];
+	bool enclave = keys[k].space == SP_ENCLAVE;
+	uint32_t at = INADDR_LOOPBACK, at_u;
+	char buf[INET_ADDRSTRLEN];
 
+	/* A port at a bad address clashes with nothing: one error for it is enough. */
+	if (enclave && !enclave_address(p, t, &at))
+		return;
 	for (size_t tj = 0; tj < ti; tj++) {
 		const struct table *u = &p->tables[tj];
 		for (size_t j = 0; j < NKEYS; j++) {
-			if ((u->valid & 1u << j) && keys[j].space == keys[k].space &&
-			    port_value(p, u, j) == v) {
+			if (!(u->valid & 1u << j) || keys[j].space != keys[k].space ||
+			    port_value(p, u, j) != v)
+				continue;
+			if (enclave && (!enclave_address(p, u, &at_u) || at_u != at))
+				continue;
+			if (at == INADDR_LOOPBACK)
 				error_at(p, t->key_line[k],
 					 "%s %" PRIu32 " is already used at line %d", keys[k].name,
 					 v, u->key_line[j]);
-				return;
-			}
+			else
+				error_at(p, t->key_line[k],
+					 "%s %" PRIu32 " on %s is already used at line %d",
+					 keys[k].name, v, ipv4_str(at, buf), u->key_line[j]);
+			return;
 		}
 	}
 }
@@ -562,15 +634,19 @@ static void check_clash(struct parser *p, size_t ti, size_t k, uint32_t v)
 /*
  * The guide's own reference config gives an outbound tcp_port and an inbound
  * enclave_port the same number: legal, but inside the enclave the enclave half
- * then listens where that rule's application must. Say so, and load it.
+ * then listens where that rule's application must. Say so, and load it. The
+ * application listens on 127.0.0.1: an outbound rule at another enclave_address
+ * is out of its way.
  */
 static void check_enclave_ports(struct parser *p)
 {
 	int tcp = find_key(T_OUTBOUND, "tcp_port"), enc = find_key(T_INBOUND, "enclave_port");
+	uint32_t at;
 
 	for (size_t i = 0; i < p->ntables; i++) {
 		const struct table *o = &p->tables[i];
-		if (o->kind != T_OUTBOUND || !(o->valid & 1u << tcp))
+		if (o->kind != T_OUTBOUND || !(o->valid & 1u << tcp) ||
+		    !enclave_address(p, o, &at) || at != INADDR_LOOPBACK)
 			continue;
 		uint32_t port = port_value(p, o, (size_t)tcp);
 		for (size_t j = 0; j < p->ntables; j++) {
@@ -583,6 +659,56 @@ static void check_enclave_ports(struct parser *p)
 				   "enclave half will listen on 127.0.0.1:%" PRIu32
 				   ", where that rule's application must",
 				   port, in->key_line[enc], port);
+			break;
+		}
+	}
+}
+
+/*
+ * The name an outbound rule puts in the hosts file, at *addr; NULL when it puts
+ * none: an IP literal needs no entry, and a bad value has been reported.
+ */
+static const char *mapped_name(struct parser *p, const struct table *t, uint32_t *addr)
+{
+	int name = find_key(T_OUTBOUND, "hostname");
+	unsigned char ip[sizeof(struct in6_addr)];
+
+	if (t->kind != T_OUTBOUND || !(t->valid & 1u << name) || !enclave_address(p, t, addr))
+		return NULL;
+	const char *s = p->c->rules[t->rule].hostname;
+	if (inet_pton(AF_INET, s, ip) == 1 || inet_pton(AF_INET6, s, ip) == 1)
+		return NULL;
+	return s;
+}
+
+/*
+ * With a hosts_file, the enclave half maps each outbound hostname to its
+ * rule's enclave_address: one name at two addresses would make that file
+ * ambiguous. Names compare without case, as resolvers do. A hosts_file with
+ * a bad value still asks for the check, so that all the errors come at once.
+ */
+static void check_hostnames(struct parser *p)
+{
+	int hf = find_key(T_ENCLAVE, "hosts_file"), name = find_key(T_OUTBOUND, "hostname");
+	bool hosts = false;
+	char buf[INET_ADDRSTRLEN];
+
+	for (size_t i = 0; i < p->ntables; i++)
+		hosts |= p->tables[i].kind == T_ENCLAVE && p->tables[i].key_line[hf];
+	if (!hosts)
+		return;
+	for (size_t i = 0; i < p->ntables; i++) {
+		const struct table *t = &p->tables[i];
+		uint32_t at, at_u;
+		const char *s = mapped_name(p, t, &at);
+		for (size_t j = 0; s && j < i; j++) {
+			const struct table *u = &p->tables[j];
+			const char *s_u = mapped_name(p, u, &at_u);
+			if (!s_u || strcasecmp(s, s_u) != 0 || at == at_u)
+				continue;
+			error_at(p, t->key_line[name],
+				 "hostname %s is already mapped to %s at line %d", s,
+				 ipv4_str(at_u, buf), u->key_line[name]);
 			break;
 		}
 	}
@@ -611,6 +737,7 @@ static void check_tables(struct parser *p)
 	}
 	if (p->c->nrules == 0)
 		error_at(p, 1, "no rules: add [[inbound_connections]] or [[outbound_connections]]");
+	check_hostnames(p);
 	check_enclave_ports(p);
 }
 
@@ -706,6 +833,8 @@ static void print_string(FILE *out, const char *s)
 
 static void print_table(FILE *out, enum kind kind, const char *base)
 {
+	char buf[INET_ADDRSTRLEN];
+
 	fprintf(out, "%s\n", table_title(kind));
 	for (size_t k = 0; k < NKEYS; k++) {
 		const struct key *key = &keys[k];
@@ -720,6 +849,7 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 			fprintf(out, "%s = %" PRIu32 "\n", key->name, *(const uint32_t *)f);
 			break;
 		case V_STRING:
+		case V_PATH:
 			if (*f) {
 				fprintf(out, "%s = ", key->name);
 				print_string(out, f);
@@ -731,12 +861,23 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 				fprintf(out, "%s = \"%s\"\n", key->name,
 					log_level_name(*(const int *)f));
 			break;
+		case V_ADDRESS:
+			if (*(const uint32_t *)f != INADDR_LOOPBACK)
+				fprintf(out, "%s = \"%s\"\n", key->name,
+					ipv4_str(*(const uint32_t *)f, buf));
+			break;
 		}
 	}
 }
 
+/*
+ * Rules, then [enclave], then [log_location]: the guide's files end with their
+ * logs. [enclave] holds only hosts_file, so it is printed only when that is set.
+ */
 void config_print(const struct config *c, FILE *out)
 {
+	char buf[INET_ADDRSTRLEN];
+
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct rule *r = &c->rules[i];
 		if (i > 0)
@@ -750,15 +891,20 @@ void config_print(const struct config *c, FILE *out)
 		} else {
 			bool v6 = strchr(r->hostname, ':') != NULL;
 			fprintf(out,
-				"# outbound: enclave 127.0.0.1:%u -> vsock port %" PRIu32
+				"# outbound: enclave %s:%u -> vsock port %" PRIu32
 				" -> host %s%s%s:%u\n",
-				r->tcp_port, r->vsock_port, v6 ? "[" : "", r->hostname,
-				v6 ? "]" : "", r->tcp_port);
+				ipv4_str(r->enclave_address, buf), r->tcp_port, r->vsock_port,
+				v6 ? "[" : "", r->hostname, v6 ? "]" : "", r->tcp_port);
 			print_table(out, T_OUTBOUND, (const char *)r);
 		}
 	}
-	if (c->has_log_location) {
+	if (c->hosts_file[0]) {
 		if (c->nrules > 0)
+			fputc('\n', out);
+		print_table(out, T_ENCLAVE, (const char *)c);
+	}
+	if (c->has_log_location) {
+		if (c->nrules > 0 || c->hosts_file[0])
 			fputc('\n', out);
 		print_table(out, T_LOG, (const char *)c);
 	}

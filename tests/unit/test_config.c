@@ -185,6 +185,7 @@ static void guide_reference_parses(void **state)
 	assert_int_equal(c.rules[3].enclave_port, 443);
 	assert_int_equal(c.rules[3].vsock_port, 9001);
 	assert_int_equal(c.log_level, LOG_INFO);
+	assert_string_equal(c.hosts_file, "");
 	config_free(&c);
 }
 
@@ -194,6 +195,8 @@ static void defaults(void **state)
 
 	(void)state;
 	parse_ok(&c, OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n");
+	assert_int_equal(c.rules[0].enclave_address, 0x7f000001);
+	assert_string_equal(c.hosts_file, "");
 	assert_false(c.has_log_location);
 	assert_string_equal(c.host_log, "");
 	assert_string_equal(c.enclave_log, "");
@@ -206,6 +209,17 @@ static void defaults(void **state)
 	assert_int_equal(c.log_level, LOG_TRACE);
 	assert_string_equal(c.host_log_dir, "/tmp");
 	assert_string_equal(c.enclave_log_dir, "/var/log/qproxy");
+	config_free(&c);
+	/* Every outbound rule, not only the first: each starts from the default. */
+	parse_ok(&c, guide_reference);
+	assert_int_equal(c.rules[0].enclave_address, 0x7f000001);
+	assert_int_equal(c.rules[1].enclave_address, 0x7f000001);
+	config_free(&c);
+	parse_ok(&c, OUT "hostname = \"a\"\nvsock_port = 1\ntcp_port = 2\n"
+			 "enclave_address = \"127.0.0.9\"\n" OUT
+			 "hostname = \"b\"\nvsock_port = 3\ntcp_port = 4\n");
+	assert_int_equal(c.rules[0].enclave_address, 0x7f000009);
+	assert_int_equal(c.rules[1].enclave_address, 0x7f000001);
 	config_free(&c);
 }
 
@@ -424,6 +438,215 @@ static void shared_ports_are_fine(void **state)
 			      "hostname = \"h\"\nvsock_port = 9003\ntcp_port = 8082\n");
 	assert_int_equal(c.nrules, 4);
 	config_free(&c);
+}
+
+static void enclave_address(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n"
+			 "enclave_address = \"127.0.0.2\"\n" OUT
+			 "hostname = \"h\"\nvsock_port = 3\ntcp_port = 4\n"
+			 "enclave_address = \"127.255.255.254\"\n" OUT
+			 "hostname = \"h\"\nvsock_port = 5\ntcp_port = 6\n"
+			 "enclave_address = \"127.0.0.1\"\n" OUT
+			 "hostname = \"h\"\nvsock_port = 7\ntcp_port = 8\n"
+			 "enclave_address = \"127.0.0.0\"\n");
+	assert_int_equal(c.rules[0].enclave_address, 0x7f000002);
+	assert_int_equal(c.rules[1].enclave_address, 0x7ffffffe);
+	assert_int_equal(c.rules[2].enclave_address, 0x7f000001);
+	assert_int_equal(c.rules[3].enclave_address, 0x7f000000);
+	config_free(&c);
+}
+
+static void enclave_address_bad(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS(
+	    OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n"
+		"enclave_address = \"localhost\"\n",
+	    "cfg.toml:5: enclave_address \"localhost\" is not a dotted-quad IPv4 address");
+	/* Only the canonical dotted quad: what inet_aton() would take is not enough. */
+	EXPECT_ERRORS(
+	    OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n"
+		"enclave_address = \"127.1\"\n" OUT
+		"hostname = \"h\"\nvsock_port = 3\ntcp_port = 4\n"
+		"enclave_address = \"127.0.0.01\"\n" OUT
+		"hostname = \"h\"\nvsock_port = 5\ntcp_port = 6\n"
+		"enclave_address = \"::1\"\n" OUT "hostname = \"h\"\nvsock_port = 7\ntcp_port = 8\n"
+		"enclave_address = \" 127.0.0.2\"\n",
+	    "cfg.toml:5: enclave_address \"127.1\" is not a dotted-quad IPv4 address",
+	    "cfg.toml:10: enclave_address \"127.0.0.01\" is not a dotted-quad IPv4 address",
+	    "cfg.toml:15: enclave_address \"::1\" is not a dotted-quad IPv4 address",
+	    "cfg.toml:20: enclave_address \" 127.0.0.2\" is not a dotted-quad IPv4 "
+	    "address");
+	EXPECT_ERRORS(OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n"
+			  "enclave_address = \"10.0.0.1\"\n" OUT
+			  "hostname = \"h\"\nvsock_port = 3\ntcp_port = 4\n"
+			  "enclave_address = \"128.0.0.1\"\n",
+		      "cfg.toml:5: enclave_address \"10.0.0.1\" is not in 127.0.0.0/8",
+		      "cfg.toml:10: enclave_address \"128.0.0.1\" is not in 127.0.0.0/8");
+	EXPECT_ERRORS(OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n"
+			  "enclave_address = \"127.255.255.255\"\n",
+		      "cfg.toml:5: enclave_address \"127.255.255.255\" is the broadcast address of "
+		      "127.0.0.0/8");
+	EXPECT_ERRORS(OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n"
+			  "enclave_address = 2130706434\n" OUT
+			  "hostname = \"h\"\nvsock_port = 3\ntcp_port = 4\n"
+			  "enclave_address = \"\"\n" OUT
+			  "hostname = \"h\"\nvsock_port = 5\ntcp_port = 6\n"
+			  "enclave_address = \"127.0.0.2\"\nenclave_address = \"127.0.0.3\"\n",
+		      "cfg.toml:5: enclave_address: expected a string, got 2130706434",
+		      "cfg.toml:10: enclave_address is empty",
+		      "cfg.toml:16: enclave_address is already set at line 15");
+	/* The enclave half connects inbound rules to 127.0.0.1; they have no enclave_address. */
+	EXPECT_ERRORS(IN_OK "enclave_address = \"127.0.0.2\"\n",
+		      "cfg.toml:5: unknown key enclave_address in [[inbound_connections]]");
+}
+
+/* Two HTTPS APIs on 443, each at its own address. */
+static void tcp_port_per_address(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, OUT "hostname = \"a\"\nvsock_port = 1\ntcp_port = 443\n"
+			 "enclave_address = \"127.0.0.2\"\n" OUT
+			 "hostname = \"b\"\nvsock_port = 2\ntcp_port = 443\n"
+			 "enclave_address = \"127.0.0.3\"\n" OUT
+			 "hostname = \"c\"\nvsock_port = 3\ntcp_port = 443\n");
+	assert_int_equal(c.nrules, 3);
+	assert_int_equal(c.nwarnings, 0);
+	config_free(&c);
+	EXPECT_ERRORS(OUT "hostname = \"a\"\nvsock_port = 1\ntcp_port = 443\n"
+			  "enclave_address = \"127.0.0.2\"\n" OUT
+			  "hostname = \"b\"\nvsock_port = 2\ntcp_port = 443\n"
+			  "enclave_address = \"127.0.0.2\"\n",
+		      "cfg.toml:9: tcp_port 443 on 127.0.0.2 is already used at line 4");
+	/* 127.0.0.1 written out is the default: the message does not name it. */
+	EXPECT_ERRORS(OUT "hostname = \"a\"\nvsock_port = 1\ntcp_port = 443\n" OUT
+			  "hostname = \"b\"\nvsock_port = 2\ntcp_port = 443\n"
+			  "enclave_address = \"127.0.0.1\"\n",
+		      "cfg.toml:8: tcp_port 443 is already used at line 4");
+	/* The address may come after the port: the clash is found once the file is read. */
+	EXPECT_ERRORS(OUT "hostname = \"a\"\nenclave_address = \"127.0.0.5\"\nvsock_port = 1\n"
+			  "tcp_port = 80\n" OUT "hostname = \"b\"\nvsock_port = 2\ntcp_port = 80\n"
+			  "enclave_address = \"127.0.0.5\"\n",
+		      "cfg.toml:9: tcp_port 80 on 127.0.0.5 is already used at line 5");
+	/* A bad address is one error, not a clash as well. */
+	EXPECT_ERRORS(
+	    OUT "hostname = \"a\"\nvsock_port = 1\ntcp_port = 443\n" OUT
+		"hostname = \"b\"\nvsock_port = 2\ntcp_port = 443\n"
+		"enclave_address = \"127.0.0.x\"\n",
+	    "cfg.toml:9: enclave_address \"127.0.0.x\" is not a dotted-quad IPv4 address");
+	/* Other addresses do not make vsock ports any less unique. */
+	EXPECT_ERRORS(OUT "hostname = \"a\"\nvsock_port = 1\ntcp_port = 443\n"
+			  "enclave_address = \"127.0.0.2\"\n" OUT
+			  "hostname = \"b\"\nvsock_port = 1\ntcp_port = 443\n"
+			  "enclave_address = \"127.0.0.3\"\n",
+		      "cfg.toml:8: vsock_port 1 is already used at line 3");
+}
+
+/* The application listens on 127.0.0.1:enclave_port; another address is out of its way. */
+static void enclave_port_warning_only_at_loopback(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, IN_OK OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 80\n"
+			       "enclave_address = \"127.0.0.2\"\n");
+	assert_int_equal(c.nwarnings, 0);
+	config_free(&c);
+	parse_ok(&c, IN_OK OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 80\n"
+			       "enclave_address = \"127.0.0.1\"\n");
+	assert_int_equal(c.nwarnings, 1);
+	assert_string_equal(c.warnings[0],
+			    "cfg.toml:8: warning: tcp_port 80 is also the enclave_port at line 3: "
+			    "the enclave half will listen on 127.0.0.1:80, where that rule's "
+			    "application must");
+	config_free(&c);
+}
+
+static void enclave_table(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, IN_OK "[enclave]\nhosts_file = \"/etc/hosts\"\n");
+	assert_string_equal(c.hosts_file, "/etc/hosts");
+	assert_false(c.has_log_location);
+	config_free(&c);
+	/* Anywhere in the file, and empty is fine: the key is optional. */
+	parse_ok(&c, "[enclave]\n" IN_OK);
+	assert_string_equal(c.hosts_file, "");
+	assert_int_equal(c.nrules, 1);
+	config_free(&c);
+	EXPECT_ERRORS(IN_OK "[enclave]\nhosts_file = \"etc/hosts\"\n",
+		      "cfg.toml:6: hosts_file \"etc/hosts\" must be an absolute path");
+	EXPECT_ERRORS(IN_OK "[enclave]\nhosts_file = \"\"\n", "cfg.toml:6: hosts_file is empty");
+	EXPECT_ERRORS(IN_OK "[enclave]\nhosts_file = /etc/hosts\n",
+		      "cfg.toml:6: hosts_file: expected a string, got /etc/hosts");
+	EXPECT_ERRORS(IN_OK "[enclave]\nhosts_file = \"/a\"\n[enclave]\nhosts_file = \"/b\"\n",
+		      "cfg.toml:7: [enclave] is already defined at line 5");
+	EXPECT_ERRORS(IN_OK "[[enclave]]\nhosts_file = \"/etc/hosts\"\n",
+		      "cfg.toml:5: enclave is a table: write [enclave], not [[enclave]]");
+	EXPECT_ERRORS(IN_OK "[enclave]\nhosts = \"/etc/hosts\"\n",
+		      "cfg.toml:6: unknown key hosts in [enclave]");
+	/* Each [name] table counts on its own. */
+	parse_ok(&c, IN_OK "[log_location]\n[enclave]\n");
+	config_free(&c);
+}
+
+#define API(name, vsock, addr)                                                                     \
+	OUT "hostname = \"" name "\"\nvsock_port = " #vsock "\ntcp_port = 443\n"                   \
+	    "enclave_address = \"" addr "\"\n"
+
+#define HOSTS_FILE "[enclave]\nhosts_file = \"/etc/hosts\"\n"
+
+/* In a hosts file one name has one address. */
+static void hostname_mapped_twice(void **state)
+{
+	struct config c;
+
+	(void)state;
+	EXPECT_ERRORS(
+	    HOSTS_FILE API("api.example.com", 1, "127.0.0.2")
+		API("api.example.com", 2, "127.0.0.3"),
+	    "cfg.toml:9: hostname api.example.com is already mapped to 127.0.0.2 at line 4");
+	/* Names compare without case; the default address counts as well. */
+	EXPECT_ERRORS(
+	    OUT "hostname = \"API.example.com\"\nvsock_port = 1\ntcp_port = 80\n" API(
+		"api.example.COM", 2, "127.0.0.3") "[enclave]\nhosts_file = \"/h\"\n",
+	    "cfg.toml:6: hostname api.example.COM is already mapped to 127.0.0.1 at line 2");
+	/* Without a hosts file nothing is mapped. */
+	parse_ok(&c, API("api.example.com", 1, "127.0.0.2") API("api.example.com", 2, "127.0.0.3"));
+	config_free(&c);
+	parse_ok(&c, API("api.example.com", 1, "127.0.0.2")
+			 API("api.example.com", 2, "127.0.0.3") "[enclave]\n");
+	config_free(&c);
+	/* One name at one address on two ports is one line of the hosts file. */
+	parse_ok(&c, API("api.example.com", 1, "127.0.0.2") OUT
+		 "hostname = \"api.example.com\"\nvsock_port = 2\ntcp_port = 80\n"
+		 "enclave_address = \"127.0.0.2\"\n[enclave]\nhosts_file = \"/etc/hosts\"\n");
+	config_free(&c);
+	/* IP literals are not mapped at all. */
+	parse_ok(&c, API("10.0.0.1", 1, "127.0.0.2") API("10.0.0.1", 2, "127.0.0.3")
+			 API("::1", 3, "127.0.0.4") API("::1", 4, "127.0.0.5") HOSTS_FILE);
+	config_free(&c);
+	/* A bad hosts_file still asks for the check: all the errors at once. */
+	EXPECT_ERRORS(API("a", 1, "127.0.0.2")
+			  API("a", 2, "127.0.0.3") "[enclave]\nhosts_file = \"hosts\"\n",
+		      "cfg.toml:7: hostname a is already mapped to 127.0.0.2 at line 2",
+		      "cfg.toml:12: hosts_file \"hosts\" must be an absolute path");
+	/* A bad address maps nothing: one error for it. */
+	EXPECT_ERRORS(API("a", 1, "127.0.0.2") API("a", 2, "10.0.0.3") HOSTS_FILE,
+		      "cfg.toml:10: enclave_address \"10.0.0.3\" is not in 127.0.0.0/8");
+	/* Each clash names the first rule with the name. */
+	EXPECT_ERRORS(API("a", 1, "127.0.0.2") API("a", 2, "127.0.0.2") API("a", 3, "127.0.0.3")
+			  HOSTS_FILE,
+		      "cfg.toml:9: tcp_port 443 on 127.0.0.2 is already used at line 4",
+		      "cfg.toml:12: hostname a is already mapped to 127.0.0.2 at line 2");
 }
 
 static void unknown_log_level(void **state)
@@ -817,6 +1040,7 @@ static void assert_same_config(const struct config *a, const struct config *b)
 		assert_int_equal(x->enclave_port, y->enclave_port);
 		assert_int_equal(x->tcp_port, y->tcp_port);
 		assert_string_equal(x->hostname, y->hostname);
+		assert_int_equal(x->enclave_address, y->enclave_address);
 	}
 	assert_int_equal(a->has_log_location, b->has_log_location);
 	assert_string_equal(a->host_log, b->host_log);
@@ -824,6 +1048,7 @@ static void assert_same_config(const struct config *a, const struct config *b)
 	assert_string_equal(a->host_log_dir, b->host_log_dir);
 	assert_string_equal(a->enclave_log_dir, b->enclave_log_dir);
 	assert_int_equal(a->log_level, b->log_level);
+	assert_string_equal(a->hosts_file, b->hosts_file);
 }
 
 static void round_trip(const char *text)
@@ -842,6 +1067,27 @@ static void round_trip(const char *text)
 	config_free(&b);
 }
 
+/* [log_location] and [enclave] first, a path with blanks and quotes, two rules at one address. */
+static const char enclave_config[] = "[log_location]\n"
+				     "log_level = \"warn\"\n"
+				     "[enclave]\n"
+				     "hosts_file = \"/e t c/\\\"h\\\"\"\n"
+				     "[[outbound_connections]]\n"
+				     "hostname = \"api.example.com\"\n"
+				     "vsock_port = 7777\n"
+				     "tcp_port = 443\n"
+				     "enclave_address = \"127.0.0.2\"\n"
+				     "[[outbound_connections]]\n"
+				     "enclave_address = \"127.0.0.2\"\n"
+				     "hostname = \"api.example.com\"\n"
+				     "vsock_port = 7779\n"
+				     "tcp_port = 80\n"
+				     "[[outbound_connections]]\n"
+				     "hostname = \"other.example.com\"\n"
+				     "vsock_port = 7778\n"
+				     "tcp_port = 443\n"
+				     "enclave_address = \"127.0.0.1\"\n";
+
 static void print_round_trip(void **state)
 {
 	(void)state;
@@ -851,6 +1097,8 @@ static void print_round_trip(void **state)
 	round_trip(OUT "hostname = \"::1\"\nvsock_port = 1\ntcp_port = 2\n"
 		       "[log_location]\nlog_level = \"OFF\"\n");
 	round_trip(IN_OK "[log_location]\n");
+	round_trip(enclave_config);
+	round_trip(IN_OK "[enclave]\n");
 }
 
 static void print_format(void **state)
@@ -910,6 +1158,54 @@ static void print_format(void **state)
 			       "enclave_log_dir = \"/var/log/qproxy\"\n");
 	free(s);
 	config_free(&c);
+
+	/* enclave_address only when it is not the default; [enclave] between rules and logs. */
+	parse_ok(&c, enclave_config);
+	s = print_to_string(&c);
+	assert_string_equal(s, "# outbound: enclave 127.0.0.2:443 -> vsock port 7777 -> host "
+			       "api.example.com:443\n"
+			       "[[outbound_connections]]\n"
+			       "hostname = \"api.example.com\"\n"
+			       "vsock_port = 7777\n"
+			       "tcp_port = 443\n"
+			       "enclave_address = \"127.0.0.2\"\n"
+			       "\n"
+			       "# outbound: enclave 127.0.0.2:80 -> vsock port 7779 -> host "
+			       "api.example.com:80\n"
+			       "[[outbound_connections]]\n"
+			       "hostname = \"api.example.com\"\n"
+			       "vsock_port = 7779\n"
+			       "tcp_port = 80\n"
+			       "enclave_address = \"127.0.0.2\"\n"
+			       "\n"
+			       "# outbound: enclave 127.0.0.1:443 -> vsock port 7778 -> host "
+			       "other.example.com:443\n"
+			       "[[outbound_connections]]\n"
+			       "hostname = \"other.example.com\"\n"
+			       "vsock_port = 7778\n"
+			       "tcp_port = 443\n"
+			       "\n"
+			       "[enclave]\n"
+			       "hosts_file = \"/e t c/\\\"h\\\"\"\n"
+			       "\n"
+			       "[log_location]\n"
+			       "log_level = \"warn\"\n"
+			       "host_log_dir = \"/var/log/qproxy\"\n"
+			       "enclave_log_dir = \"/var/log/qproxy\"\n");
+	free(s);
+	config_free(&c);
+
+	/* An empty [enclave] says nothing, and is not printed. */
+	parse_ok(&c, IN_OK "[enclave]\n");
+	s = print_to_string(&c);
+	assert_string_equal(s,
+			    "# inbound: tcp 0.0.0.0:80 -> vsock port 9000 -> enclave 127.0.0.1:80\n"
+			    "[[inbound_connections]]\n"
+			    "host_port = 80\n"
+			    "enclave_port = 80\n"
+			    "vsock_port = 9000\n");
+	free(s);
+	config_free(&c);
 }
 
 int main(void)
@@ -937,6 +1233,12 @@ int main(void)
 	    cmocka_unit_test(tcp_port_twice),
 	    cmocka_unit_test(tcp_port_may_be_enclave_port),
 	    cmocka_unit_test(shared_ports_are_fine),
+	    cmocka_unit_test(enclave_address),
+	    cmocka_unit_test(enclave_address_bad),
+	    cmocka_unit_test(tcp_port_per_address),
+	    cmocka_unit_test(enclave_port_warning_only_at_loopback),
+	    cmocka_unit_test(enclave_table),
+	    cmocka_unit_test(hostname_mapped_twice),
 	    cmocka_unit_test(unknown_log_level),
 	    cmocka_unit_test(empty_strings),
 	    cmocka_unit_test(unterminated_string),
