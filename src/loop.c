@@ -11,6 +11,8 @@ struct slot {
 	loop_io_fn *fn;
 	void *arg;
 	int fd;
+	short paused_events; /* what to poll again at resume */
+	int64_t resume;      /* paused until then, 0 when not paused */
 };
 
 struct loop {
@@ -20,6 +22,7 @@ struct loop {
 	unsigned *fd_slot; /* fd -> slot index + 1, 0 when unregistered */
 	unsigned fd_cap;
 	bool dirty; /* some slots were deleted and await compaction */
+	unsigned npaused;
 
 	struct loop_timer **heap;
 	unsigned nheap, heap_cap;
@@ -86,7 +89,7 @@ int loop_add(struct loop *l, int fd, short events, loop_io_fn *fn, void *arg)
 	if (grow((void **)&l->slot, &l->cap, l->n + 1, sizeof(*l->slot)) != 0)
 		return -1;
 	unsigned i = l->n++;
-	l->slot[i] = (struct slot){fn, arg, fd};
+	l->slot[i] = (struct slot){fn, arg, fd, 0, 0};
 	l->pfd[i] = (struct pollfd){events ? fd : -1, events, 0};
 	l->fd_slot[fd] = i + 1;
 	return 0;
@@ -98,8 +101,51 @@ void loop_set(struct loop *l, int fd, short events)
 		return;
 	unsigned i = l->fd_slot[fd] - 1;
 
+	if (l->slot[i].resume) {
+		l->slot[i].resume = 0;
+		l->npaused--;
+	}
 	l->pfd[i].fd = events ? fd : -1;
 	l->pfd[i].events = events;
+}
+
+void loop_pause(struct loop *l, int fd, int64_t ms)
+{
+	if ((unsigned)fd >= l->fd_cap || l->fd_slot[fd] == 0)
+		return;
+	unsigned i = l->fd_slot[fd] - 1;
+	if (!l->slot[i].resume) {
+		l->slot[i].paused_events = l->pfd[i].events;
+		l->npaused++;
+	}
+	l->slot[i].resume = loop_now() + ms;
+	l->pfd[i].fd = -1;
+}
+
+/* The earliest resume, or -1 when nothing is paused. */
+static int64_t next_resume(const struct loop *l)
+{
+	int64_t t = -1;
+
+	for (unsigned i = 0; l->npaused > 0 && i < l->n; i++)
+		if (l->slot[i].resume && (t < 0 || l->slot[i].resume < t))
+			t = l->slot[i].resume;
+	return t;
+}
+
+static void resume_paused(struct loop *l)
+{
+	int64_t now = loop_now();
+
+	for (unsigned i = 0; l->npaused > 0 && i < l->n; i++) {
+		struct slot *s = &l->slot[i];
+		if (s->resume && s->resume <= now) {
+			s->resume = 0;
+			l->npaused--;
+			l->pfd[i].fd = s->paused_events ? s->fd : -1;
+			l->pfd[i].events = s->paused_events;
+		}
+	}
 }
 
 /*
@@ -115,6 +161,10 @@ void loop_del(struct loop *l, int fd)
 	l->fd_slot[fd] = 0;
 	l->pfd[i] = (struct pollfd){-1, 0, 0};
 	l->slot[i].fd = -1;
+	if (l->slot[i].resume) {
+		l->slot[i].resume = 0;
+		l->npaused--;
+	}
 	l->dirty = true;
 }
 
@@ -258,8 +308,11 @@ int loop_once(struct loop *l, int max_ms)
 	if (l->dirty)
 		compact(l);
 	int64_t ms = max_ms;
-	if (l->nheap > 0) {
-		int64_t t = l->heap[0]->when - loop_now();
+	int64_t next = l->nheap > 0 ? l->heap[0]->when : -1, resume = next_resume(l);
+	if (resume >= 0 && (next < 0 || resume < next))
+		next = resume;
+	if (next >= 0) {
+		int64_t t = next - loop_now();
 		if (ms < 0 || t < ms)
 			ms = t < 0 ? 0 : t;
 	}
@@ -290,6 +343,7 @@ int loop_once(struct loop *l, int max_ms)
 	run_deferred(l);
 	run_timers(l);
 	run_deferred(l);
+	resume_paused(l);
 	return 0;
 }
 

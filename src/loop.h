@@ -32,6 +32,11 @@ int loop_add(struct loop *l, int fd, short events, loop_io_fn *fn, void *arg);
 /* Both do nothing for an fd that is not registered. */
 void loop_set(struct loop *l, int fd, short events);
 void loop_del(struct loop *l, int fd);
+/*
+ * Stop polling fd for ms, then poll it for what it was polled for before. For a
+ * listener out of fds or memory: still ready, it would make poll() spin.
+ */
+void loop_pause(struct loop *l, int fd, int64_t ms);
 
 int64_t loop_now(void);
 void loop_timer_init(struct loop_timer *t, void (*fn)(struct loop *, struct loop_timer *));
