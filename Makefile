@@ -52,7 +52,10 @@ build/musl-include: | build
 	ln -sfn /usr/include/x86_64-linux-gnu/asm $@/asm
 
 build/tests/%: tests/unit/%.c $(LIB_OBJS) | build/tests build/.deps-all
-	$(CC) $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS) $(TEST_LDLIBS) -lcmocka
+
+# libcbor is the codec's reference in its tests, never a dependency of qproxy itself.
+build/tests/test_cbor: TEST_LDLIBS = -lcbor
 
 build build/obj build/tests:
 	mkdir -p $@
