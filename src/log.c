@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 
 int log_level_current = LOG_WARN;
 static int log_fd = 2;
+static void (*log_sink)(int level, const char *line, size_t len);
+static bool in_sink;
 
 static const char *const level_names[] = {"off", "error", "warn", "info", "debug", "trace"};
 
@@ -126,5 +129,29 @@ void log_msg(int level, unsigned long conn, const char *fmt, ...)
 	line[n++] = '\n';
 	/* O_APPEND and one write(): lines from both halves sharing a file never interleave. */
 	ssize_t w = write(log_fd, line, n);
+	(void)w;
+	if (log_sink && !in_sink) {
+		in_sink = true;
+		log_sink(level, line, n - 1);
+		in_sink = false;
+	}
+}
+
+void log_set_sink(void (*fn)(int level, const char *line, size_t len))
+{
+	log_sink = fn;
+}
+
+void log_write_line(const char *line, size_t len)
+{
+	char buf[1100];
+
+	if (log_level_current <= LOG_OFF)
+		return;
+	if (len > sizeof(buf) - 1)
+		len = sizeof(buf) - 1;
+	memcpy(buf, line, len);
+	buf[len] = '\n';
+	ssize_t w = write(log_fd, buf, len + 1);
 	(void)w;
 }

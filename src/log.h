@@ -23,6 +23,15 @@ int log_open(const char *dir, const char *file, char *err, size_t errlen);
 void log_msg(int level, unsigned long conn, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * Also hand every line written (without its newline) to fn: the enclave half
+ * sends its log to the host this way. fn may log; those lines are not handed on.
+ */
+void log_set_sink(void (*fn)(int level, const char *line, size_t len));
+
+/* Write a line made elsewhere (the enclave's, on the host) as is, unless the level is off. */
+void log_write_line(const char *line, size_t len);
+
 extern int log_level_current;
 #define log_on(level) ((level) <= log_level_current)
 

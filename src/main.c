@@ -9,7 +9,10 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "control.h"
+#include "hosts.h"
 #include "log.h"
+#include "loopback.h"
 #include "loop.h"
 #include "net.h"
 #include "proxy.h"
@@ -32,6 +35,7 @@ static const char usage_main[] =
 	"  host          The part of qproxy that runs outside the enclave\n"
 	"  enclave       The part of qproxy that runs inside the enclave\n"
 	"  check-config  Check the qproxy configuration file\n"
+	"  status        Show the rules, counters and enclave link of the running host half\n"
 	"  help          Print this message or the help of the given subcommand(s)\n"
 	"\n"
 	"Options:\n"
@@ -60,9 +64,13 @@ static const char usage_host[] =
 	"                                 halves on one Linux box; this half listens as CID 3.\n"
 	"                                 Emulated peers have no CID, so the check that only the\n"
 	"                                 enclave's CID may connect is not made [env: QPROXY_VSOCK_DIR=]\n"
+	"      --status-socket <PATH>     Where `qproxy status` asks this half (root only)\n"
+	"                                 [env: QPROXY_STATUS_SOCKET=] [default: " CONTROL_STATUS_PATH "]\n"
 	"  -h, --help                     Print help\n"
 	"\n"
 	"Vsock connections are accepted only from <CID>; others are closed and logged.\n"
+	"The enclave half's log lines arrive over the control channel and are written to this\n"
+	"half's log, each marked 'enclave|'.\n"
 	"Logs: [log_location] host_log in the config, else stderr; RUST_LOG=off|error|warn|info|\n"
 	"debug|trace overrides log_level (default warn).\n";
 
@@ -87,7 +95,9 @@ static const char usage_enclave[] =
 	"  -h, --help                     Print help\n"
 	"\n"
 	"Vsock connections are accepted only from the parent CID; others are closed and logged.\n"
-	"Logs: [log_location] enclave_log in the config, else stderr; RUST_LOG overrides log_level.\n";
+	"Logs: [log_location] enclave_log in the config, else stderr; RUST_LOG overrides log_level.\n"
+	"Every log line also goes to the host half over the control channel.\n"
+	"At start it brings the loopback interface up if it is down, and writes [enclave] hosts_file.\n";
 
 static const char usage_check[] =
 	"Check the qproxy configuration file\n"
@@ -102,7 +112,20 @@ static const char usage_check[] =
 	"      --control-port <PORT>      The control port the halves will use [default: 6666]\n"
 	"  -h, --help                     Print help\n";
 
-enum cmd { CMD_HOST, CMD_ENCLAVE, CMD_CHECK };
+static const char usage_status[] =
+	"Show the rules, counters and enclave link of the running host half\n"
+	"\n"
+	"Usage: qproxy status [--status-socket <PATH>]\n"
+	"\n"
+	"Asks the host half over its status socket and prints, per rule and half, the open and\n"
+	"total connections, the failed ones, and the bytes each way. Exits 3 when no host half\n"
+	"answers.\n"
+	"\n"
+	"Options:\n"
+	"      --status-socket <PATH>     [env: QPROXY_STATUS_SOCKET=] [default: " CONTROL_STATUS_PATH "]\n"
+	"  -h, --help                     Print help\n";
+
+enum cmd { CMD_HOST, CMD_ENCLAVE, CMD_CHECK, CMD_STATUS, NCMDS };
 
 struct opts {
 	enum cmd cmd;
@@ -112,6 +135,7 @@ struct opts {
 	const char *parent_cid; /* enclave */
 	const char *control_port;
 	const char *threads;
+	const char *status_socket;
 	int family;
 };
 
@@ -164,11 +188,12 @@ static const struct optdef optdefs[] = {
 	{"ipv6", 0, 1u << CMD_HOST, false, 0},
 	{"parent-cid", 0, 1u << CMD_ENCLAVE, true, F(parent_cid)},
 	{"cid", 0, 1u << CMD_ENCLAVE, true, F(cid)},
-	{"help", 'h', ALL, false, 0},
+	{"status-socket", 0, (1u << CMD_HOST) | (1u << CMD_STATUS), true, F(status_socket)},
+	{"help", 'h', ALL | (1u << CMD_STATUS), false, 0},
 };
 
-static const char *const cmd_names[] = {"host", "enclave", "check-config"};
-static const char *const cmd_usage[] = {usage_host, usage_enclave, usage_check};
+static const char *const cmd_names[] = {"host", "enclave", "check-config", "status"};
+static const char *const cmd_usage[] = {usage_host, usage_enclave, usage_check, usage_status};
 
 static const struct optdef *find_opt(const char *arg, size_t len, enum cmd cmd)
 {
@@ -314,6 +339,34 @@ static int check_config(const struct opts *o, uint32_t control_port)
 	return EXIT_OK;
 }
 
+static int status(const struct opts *o)
+{
+	char err[512];
+
+	if (control_status(o->status_socket, stdout, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
+}
+
+/* What the enclave half does for itself before it listens: loopback, hosts file. */
+static int enclave_setup(const struct config *c, char *err, size_t errlen)
+{
+	int r = loopback_up(err, errlen);
+
+	if (r < 0)
+		return -1;
+	if (r > 0)
+		log_warn(0, "the loopback interface lo was down: brought it up with 127.0.0.1/8");
+	if (*c->hosts_file) {
+		if (hosts_write(c->hosts_file, c, err, errlen) != 0)
+			return -1;
+		log_info(0, "wrote the outbound hostnames to %s", c->hosts_file);
+	}
+	return 0;
+}
+
 static int run_half(const struct opts *o, uint32_t control_port)
 {
 	bool host = o->cmd == CMD_HOST;
@@ -372,13 +425,23 @@ static int run_half(const struct opts *o, uint32_t control_port)
 	}
 
 	int rc = EXIT_RUNTIME;
+	struct control_opts co = {
+		.role = po.role,
+		.peer_cid = po.peer_cid,
+		.port = control_port,
+		.status_path = host ? o->status_socket : NULL,
+	};
+	struct control *ctl = NULL;
 	struct loop *l = loop_new();
 	struct proxy *px = l ? proxy_new(l, &c, &po) : NULL;
-	if (!px || loop_catch_signal(l, SIGTERM) != 0 || loop_catch_signal(l, SIGINT) != 0) {
+	if (px)
+		ctl = control_new(l, &c, px, &co);
+	if (!ctl || loop_catch_signal(l, SIGTERM) != 0 || loop_catch_signal(l, SIGINT) != 0) {
 		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));
 		goto out;
 	}
-	if (proxy_listen(px, err, sizeof(err)) != 0) {
+	if ((!host && enclave_setup(&c, err, sizeof(err)) != 0) ||
+	    proxy_listen(px, err, sizeof(err)) != 0 || control_start(ctl, err, sizeof(err)) != 0) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		log_error(0, "%s", err);
 		goto out;
@@ -394,6 +457,7 @@ static int run_half(const struct opts *o, uint32_t control_port)
 	log_info(0, "qproxy %s stopping on signal %d", cmd, sig);
 	rc = EXIT_OK;
 out:
+	control_free(ctl);
 	proxy_free(px);
 	loop_free(l);
 	config_free(&c);
@@ -422,7 +486,7 @@ int main(int argc, char **argv)
 			fputs(usage_main, stdout);
 			return EXIT_OK;
 		}
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < NCMDS; i++)
 			if (strcmp(argv[2], cmd_names[i]) == 0) {
 				fputs(cmd_usage[i], stdout);
 				return EXIT_OK;
@@ -430,9 +494,9 @@ int main(int argc, char **argv)
 		return usage_error(NULL, "no such command '%s'", argv[2]);
 	}
 	int i;
-	for (i = 0; i < 3 && strcmp(cmd, cmd_names[i]) != 0; i++)
+	for (i = 0; i < NCMDS && strcmp(cmd, cmd_names[i]) != 0; i++)
 		;
-	if (i == 3)
+	if (i == NCMDS)
 		return usage_error(NULL, "no such command '%s'", cmd);
 	o.cmd = (enum cmd)i;
 
@@ -442,6 +506,9 @@ int main(int argc, char **argv)
 	o.control_port = env_or(o.control_port, "QPROXY_CONTROL_PORT");
 	o.threads = env_or(o.threads, "TOKIO_WORKER_THREADS");
 	o.vsock_dir = env_or(o.vsock_dir, "QPROXY_VSOCK_DIR");
+	o.status_socket = env_or(o.status_socket, "QPROXY_STATUS_SOCKET");
+	if (!o.status_socket)
+		o.status_socket = CONTROL_STATUS_PATH;
 	if (o.cmd == CMD_HOST)
 		o.cid = env_or(o.cid, "QPROXY_LISTEN_CID");
 	if (o.cmd == CMD_ENCLAVE) {
@@ -456,5 +523,7 @@ int main(int argc, char **argv)
 		return usage_error(cmd, "invalid thread count '%s'", o.threads);
 	if (o.cmd == CMD_CHECK)
 		return check_config(&o, control_port);
+	if (o.cmd == CMD_STATUS)
+		return status(&o);
 	return run_half(&o, control_port);
 }

@@ -28,10 +28,10 @@ struct listener {
 	struct proxy *px;
 	const struct rule *rule;
 	char label[48];
+	char address[INET_ADDRSTRLEN]; /* enclave, outbound: where it listens */
 	bool vsock; /* listens on vsock, so peers are checked by CID */
 	enum target target;
 	int fd;
-	struct loop_timer pause;
 	int64_t last_pause_log;
 	struct proxy_stats stats;
 };
@@ -66,6 +66,7 @@ struct conn {
 };
 
 static void conn_attempt(struct conn *c);
+static void listener_pause(struct listener *ln, const char *what, int err);
 
 static void conn_free(struct loop_defer *d)
 {
@@ -236,7 +237,11 @@ static void conn_attempt(struct conn *c)
 	}
 	c->sfd = net_connect((struct sockaddr *)&ss, len, &pending);
 	if (c->sfd < 0) {
-		if (errno == EAGAIN && ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS) {
+		/* No fd for the far side: this client waits, and no new one is taken meanwhile. */
+		bool no_fd = errno == EMFILE || errno == ENFILE;
+		if (no_fd)
+			listener_pause(c->ln, "connect", errno);
+		if ((errno == EAGAIN || no_fd) && ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS) {
 			loop_timer_set(l, &c->timer, CONNECT_RETRY_MS);
 			return;
 		}
@@ -338,19 +343,28 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
 		conn_fail(c, "resolve", errno);
 }
 
-static void on_pause_end(struct loop *l, struct loop_timer *t)
+/*
+ * Out of fds or memory: stop taking new clients for a while. Those waiting in
+ * the listen queue stay there, to be served when fds free up, rather than be
+ * accepted only to be closed.
+ */
+static void listener_pause(struct listener *ln, const char *what, int err)
 {
-	struct listener *ln = (struct listener *)((char *)t - offsetof(struct listener, pause));
+	int64_t now = loop_now();
 
-	if (ln->fd >= 0)
-		loop_set(l, ln->fd, POLLIN);
+	if (now - ln->last_pause_log >= 10000) {
+		log_warn(0, "%s: %s: %s; pausing accepts for %d ms", ln->label, what, strerror(err),
+			 ACCEPT_PAUSE_MS);
+		ln->last_pause_log = now;
+	}
+	loop_pause(ln->px->loop, ln->fd, ACCEPT_PAUSE_MS);
 }
 
 static void on_accept(struct loop *l, int fd, short rev, void *arg)
 {
 	struct listener *ln = arg;
 
-	(void)rev;
+	(void)l, (void)rev;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage peer;
 		socklen_t plen;
@@ -361,14 +375,7 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener stays ready, so poll would spin. */
-			int64_t now = loop_now();
-			if (now - ln->last_pause_log >= 10000) {
-				log_warn(0, "%s: accept: %s; pausing accepts for %d ms", ln->label,
-					 strerror(errno), ACCEPT_PAUSE_MS);
-				ln->last_pause_log = now;
-			}
-			loop_set(l, fd, 0);
-			loop_timer_set(l, &ln->pause, ACCEPT_PAUSE_MS);
+			listener_pause(ln, "accept", errno);
 			return;
 		}
 		if (ln->vsock && !net_vsock_peer_ok((struct sockaddr *)&peer, ln->px->opts.peer_cid)) {
@@ -405,7 +412,6 @@ struct proxy *proxy_new(struct loop *l, const struct config *c, const struct pro
 		ln->rule = r;
 		ln->fd = -1;
 		ln->last_pause_log = -10000;
-		loop_timer_init(&ln->pause, on_pause_end);
 		if (r->dir == RULE_INBOUND) {
 			snprintf(ln->label, sizeof(ln->label), "inbound %u", r->host_port);
 			ln->vsock = !host;
@@ -414,6 +420,9 @@ struct proxy *proxy_new(struct loop *l, const struct config *c, const struct pro
 			snprintf(ln->label, sizeof(ln->label), "outbound %u", r->vsock_port);
 			ln->vsock = host;
 			ln->target = host ? TARGET_NAME : TARGET_VSOCK;
+			struct in_addr a = {htonl(r->enclave_address ? r->enclave_address
+								     : INADDR_LOOPBACK)};
+			inet_ntop(AF_INET, &a, ln->address, sizeof(ln->address));
 		}
 	}
 	return px;
@@ -431,7 +440,7 @@ int proxy_listen(struct proxy *px, char *err, size_t errlen)
 		else if (r->dir == RULE_INBOUND)
 			ln->fd = net_listen_tcp("0.0.0.0", r->host_port, why, sizeof(why));
 		else
-			ln->fd = net_listen_tcp("127.0.0.1", r->tcp_port, why, sizeof(why));
+			ln->fd = net_listen_tcp(ln->address, r->tcp_port, why, sizeof(why));
 		if (ln->fd >= 0 && loop_add(px->loop, ln->fd, POLLIN, on_accept, ln) != 0) {
 			snprintf(why, sizeof(why), "%s", strerror(errno));
 			close(ln->fd);
@@ -452,7 +461,6 @@ void proxy_close(struct proxy *px)
 		struct listener *ln = &px->ln[i];
 		if (ln->fd < 0)
 			continue;
-		loop_timer_stop(px->loop, &ln->pause);
 		loop_del(px->loop, ln->fd);
 		close(ln->fd);
 		ln->fd = -1;

@@ -25,7 +25,7 @@ SERVERS = E2E / "servers.py"
 
 # Environment variables qproxy reads; removed from every child's environment so
 # that the caller's shell cannot change what a test runs.
-QPROXY_ENV = ("QPROXY_VSOCK_DIR", "QPROXY_CID", "QPROXY_LISTEN_CID", "QPROXY_PARENT_CID",
+QPROXY_ENV = ("QPROXY_VSOCK_DIR", "QPROXY_STATUS_SOCKET", "QPROXY_CID", "QPROXY_LISTEN_CID", "QPROXY_PARENT_CID",
               "QPROXY_CONTROL_PORT", "RUST_LOG", "TOKIO_WORKER_THREADS")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -272,24 +272,31 @@ _netns_counter = 0
 
 
 class Netns:
-    """A network namespace with loopback up, standing in for the enclave."""
+    """A network namespace standing in for the enclave, with loopback up unless lo_up is
+    False (as in an enclave booted by a tiny init)."""
 
-    def __init__(self, name):
+    def __init__(self, name, lo_up=True):
         self.name = name
         subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
         try:
-            subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
-                           check=True, timeout=10)
+            if lo_up:
+                subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                               check=True, timeout=10)
             self.inode = os.stat(f"/run/netns/{name}").st_ino
         except BaseException:
             self.delete()
             raise
 
     @classmethod
-    def create(cls, prefix="qpe2e"):
+    def create(cls, prefix="qpe2e", lo_up=True):
         global _netns_counter
         _netns_counter += 1
-        return cls(f"{prefix}-{os.getpid()}-{_netns_counter}")
+        return cls(f"{prefix}-{os.getpid()}-{_netns_counter}", lo_up)
+
+    def lo_is_up(self):
+        r = subprocess.run(self.exec_argv(["ip", "-o", "link", "show", "lo"]), capture_output=True,
+                           text=True, timeout=10, check=True)
+        return ",UP" in r.stdout or "<UP" in r.stdout
 
     def exec_argv(self, argv):
         return ["ip", "netns", "exec", self.name, *argv]
@@ -504,12 +511,17 @@ class QProxy:
     def vsock_path(self, cid, port):
         return self.vsock_dir / f"{cid}.{port}"
 
+    def status_socket(self, name="host"):
+        return self.work_dir / f"{name}.status.sock"
+
     def host(self, config, cid=4, args=None, env=None, wait=True, nofile=None, name="host"):
-        """qproxy host --config=FILE --vsock-dir DIR CID, in the root namespace."""
+        """qproxy host --config=FILE --vsock-dir DIR CID, in the root namespace, with its
+        status socket in the test's directory."""
         if args is None:
             args = ["host", f"--config={config}", "--vsock-dir", str(self.vsock_dir), str(cid)]
-        p = self.procs.start(name, [self.binary, *args], env={"RUST_LOG": "info", **(env or {})},
-                             nofile=nofile)
+        env = {"RUST_LOG": "info", "QPROXY_STATUS_SOCKET": str(self.status_socket(name)),
+               **(env or {})}
+        p = self.procs.start(name, [self.binary, *args], env=env, nofile=nofile)
         if wait:
             self.wait_host(p, config)
         return p
@@ -524,6 +536,12 @@ class QProxy:
         if wait:
             self.wait_enclave(p, config, cid)
         return p
+
+    def wait_linked(self, host, timeout=10):
+        """Until the control channel is up: the host half logs it at info."""
+        wait_until(lambda: host.stderr().count("control: link to the enclave half up") >
+                   host.stderr().count("control: the enclave half is gone"), timeout,
+                   "the control link between the halves", watch=[host])
 
     def wait_host(self, p, config, timeout=10):
         for hp, _, _ in config.inbound:

@@ -40,6 +40,7 @@ def setup_echo_rule(qp, direction):
 @pytest.mark.parametrize("direction", ["inbound", "outbound"])
 def test_1000_concurrent_connections(qp, many_files, direction):
     make_sockets, addr, halves = setup_echo_rule(qp, direction)
+    qp.wait_linked(halves[0])  # the control link holds an fd in each half
     baseline = {p.name: p.nfds() for p in halves}
     socks = make_sockets(N)
     try:

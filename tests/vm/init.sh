@@ -97,8 +97,9 @@ PIDS="$PIDS $ENC"
 poll 50 other_netns "$ENC" || abort "unshare -n: no new network namespace"
 # A command prefix, not a function, so that timeout and spawn can exec it.
 ENC_NS="nsenter -t $ENC -n"
-# Drop this line once qproxy enclave brings loopback up itself.
-$ENC_NS ip link set lo up || abort "enclave netns: ip link set lo up"
+# Loopback stays down here, as in an enclave booted by a tiny init: qproxy enclave
+# brings it up itself, and check (0) below holds it to that.
+$ENC_NS ip link show lo | grep -q '<[A-Z_,]*,UP[,>]' && abort "enclave netns: lo is up before qproxy"
 
 # Servers beside the host half, for the outbound rules.
 echo "Hello from the parent!" >/www/parent/index.html
@@ -134,8 +135,9 @@ echo "vm-test: both halves up over AF_VSOCK, CID 1"
 
 # (0) Loopback in the enclave's namespace: without it every connection there fails
 # with "Network unreachable", though listening on 127.0.0.1 works.
-if $ENC_NS ip link show lo | grep -q '<[A-Z_,]*,UP[,>]'; then
-	ok "enclave netns: loopback is up"
+if $ENC_NS ip link show lo | grep -q '<[A-Z_,]*,UP[,>]' &&
+	grep -q "the loopback interface lo was down: brought it up" /tmp/enclave.log; then
+	ok "enclave netns: qproxy enclave brought loopback up"
 else
 	bad enclave-loopback "lo is down in the enclave's network namespace"
 fi
@@ -189,7 +191,15 @@ else
 	bad logs "no 'vsock 1:PORT -> ... connected' lines"
 fi
 
-# (6) SIGTERM: both halves exit 0, promptly. A zombie has exited; wait reaps it.
+# (6) The control channel over real vsock: rules compared, the enclave's log on the host.
+if grep -q "control: the enclave half's rules match this one's" /tmp/host.log &&
+	grep -q '\[enclave\] c[0-9]* inbound 5050: .*: connected' /tmp/host.log; then
+	ok "control: configs match, enclave log lines in the host's log"
+else
+	bad control "no match line or no [enclave] lines in the host's log"
+fi
+
+# (7) SIGTERM: both halves exit 0, promptly. A zombie has exited; wait reaps it.
 # The shell may reap it first and keep its status for wait.
 gone() { [ ! -d "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 kill -TERM "$QH" "$QE"

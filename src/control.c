@@ -1,0 +1,963 @@
+#include "control.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cbor.h"
+#include "log.h"
+#include "message.h"
+#include "net.h"
+
+#define TICK_MS 1000
+#define HEARTBEAT_MS 2000
+/* Three heartbeats missed: the peer is gone, or hung. */
+#define DEAD_MS 6000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define WAIT_WARN_MS 10000
+#define ACCEPT_PAUSE_MS 100
+#define STATUS_WAIT_MS 1000
+#define OUT_CAP (4 * (4 + MSG_MAX))
+/* Log lines the enclave keeps while the link is down: 128 x 512 bytes. */
+#define RING_LINES 128
+#define RING_LINE_MAX 512
+
+struct ring_line {
+	unsigned char level;
+	unsigned short len;
+	char text[RING_LINE_MAX];
+};
+
+struct status_client {
+	struct status_client *next;
+	int fd;
+};
+
+struct control {
+	struct loop *loop;
+	const struct config *cfg;
+	struct proxy *px;
+	struct control_opts o;
+	bool host;
+	int lfd; /* host: the control listener */
+	int sfd; /* host: the status listener */
+
+	/* The link; fd -1 while down. */
+	int fd;
+	bool up;    /* connected and our HELLO queued */
+	bool hello; /* the peer's HELLO received */
+	uint8_t *in;
+	size_t in_len;
+	uint8_t *out;
+	size_t out_off, out_len;
+	int64_t last_rx, last_tx;
+	char peer[NET_ADDR_LEN];
+	char peer_version[MSG_VERSION_MAX];
+
+	struct loop_timer tick;
+	struct loop_timer retry; /* enclave: reconnect */
+	int64_t backoff;
+	int64_t down_since; /* enclave: when the link went down or first failed, 0 while up */
+	bool down_logged;
+	uint64_t seq;
+
+	/* host: status clients waiting for the enclave's counters */
+	struct status_client *waiting;
+	uint64_t stats_seq;
+	int64_t stats_deadline;
+	struct msg_stat *estats;
+	size_t nestats;
+
+	/* enclave: log lines waiting for the link */
+	struct ring_line *ring;
+	unsigned ring_head, ring_n;
+	uint64_t dropped;
+};
+
+/* The log sink has no argument: one control channel per process. */
+static struct control *sink_ctl;
+static uint8_t frame[4 + MSG_MAX];
+
+static void link_down(struct control *ctl, const char *why);
+static void connect_start(struct control *ctl);
+static void status_answer_now(struct control *ctl);
+
+static uint64_t jitter_state;
+
+/* Backoff with jitter, so that many enclaves restarting together do not retry in step. */
+static int64_t jitter(int64_t ms)
+{
+	if (!jitter_state)
+		jitter_state = (uint64_t)loop_now() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
+	jitter_state ^= jitter_state << 13;
+	jitter_state ^= jitter_state >> 7;
+	jitter_state ^= jitter_state << 17;
+	return ms / 2 + (int64_t)(jitter_state % (uint64_t)(ms / 2 + 1));
+}
+
+static short link_events(const struct control *ctl)
+{
+	return (short)(POLLIN | (ctl->out_len ? POLLOUT : 0));
+}
+
+/* Queue one message; false when the output buffer has no room (the caller decides what is lost). */
+static bool link_send(struct control *ctl, const struct msg *m)
+{
+	if (ctl->fd < 0)
+		return false;
+	size_t n = msg_encode(m, frame + 4, MSG_MAX);
+	if (n == 0)
+		return false;
+	if (ctl->out_off > 0 && ctl->out_off + ctl->out_len + 4 + n > OUT_CAP) {
+		memmove(ctl->out, ctl->out + ctl->out_off, ctl->out_len);
+		ctl->out_off = 0;
+	}
+	if (ctl->out_off + ctl->out_len + 4 + n > OUT_CAP)
+		return false;
+	frame[0] = (uint8_t)(n >> 24);
+	frame[1] = (uint8_t)(n >> 16);
+	frame[2] = (uint8_t)(n >> 8);
+	frame[3] = (uint8_t)n;
+	memcpy(ctl->out + ctl->out_off + ctl->out_len, frame, 4 + n);
+	ctl->out_len += 4 + n;
+	ctl->last_tx = loop_now();
+	loop_set(ctl->loop, ctl->fd, link_events(ctl));
+	return true;
+}
+
+static bool send_simple(struct control *ctl, unsigned type, uint64_t seq)
+{
+	struct msg m = {.type = type, .seq = seq};
+
+	return link_send(ctl, &m);
+}
+
+static bool send_log(struct control *ctl, int level, const char *text, size_t len)
+{
+	struct msg m = {.type = MSG_LOG, .level = (unsigned)level};
+
+	if (len >= sizeof(m.text))
+		len = sizeof(m.text) - 1;
+	memcpy(m.text, text, len);
+	m.text[len] = '\0';
+	return link_send(ctl, &m);
+}
+
+static void ring_push(struct control *ctl, int level, const char *line, size_t len)
+{
+	if (ctl->ring_n == RING_LINES) {
+		/* Keep the newest: drop the oldest, and count it. */
+		ctl->ring_head = (ctl->ring_head + 1) % RING_LINES;
+		ctl->ring_n--;
+		ctl->dropped++;
+	}
+	struct ring_line *l = &ctl->ring[(ctl->ring_head + ctl->ring_n++) % RING_LINES];
+	if (len >= RING_LINE_MAX)
+		len = RING_LINE_MAX - 1;
+	l->level = (unsigned char)level;
+	l->len = (unsigned short)len;
+	memcpy(l->text, line, len);
+}
+
+/* Send what the ring holds, as far as the output buffer takes it. */
+static void ring_flush(struct control *ctl)
+{
+	while (ctl->up && ctl->ring_n > 0) {
+		struct ring_line *l = &ctl->ring[ctl->ring_head];
+		if (!send_log(ctl, l->level, l->text, l->len))
+			return;
+		ctl->ring_head = (ctl->ring_head + 1) % RING_LINES;
+		ctl->ring_n--;
+	}
+	if (ctl->up && ctl->dropped > 0) {
+		char text[128];
+		int n = snprintf(text, sizeof(text),
+				 "control: %llu log lines were dropped while the host half was "
+				 "unreachable",
+				 (unsigned long long)ctl->dropped);
+		if (send_log(ctl, LOG_WARN, text, (size_t)n))
+			ctl->dropped = 0;
+	}
+}
+
+/* Every line the enclave half logs goes to the host too, or waits in the ring. */
+static void log_to_host(int level, const char *line, size_t len)
+{
+	struct control *ctl = sink_ctl;
+
+	if (!ctl)
+		return;
+	if (ctl->up && ctl->ring_n == 0 && send_log(ctl, level, line, len))
+		return;
+	ring_push(ctl, level, line, len);
+}
+
+static void rule_name(const struct rule *r, char *buf, size_t size)
+{
+	if (r->dir == RULE_INBOUND) {
+		snprintf(buf, size, "inbound rule vsock_port %u (host 0.0.0.0:%u -> enclave 127.0.0.1:%u)",
+			 r->vsock_port, r->host_port, r->enclave_port);
+	} else {
+		struct in_addr a = {htonl(r->enclave_address)};
+		char ip[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &a, ip, sizeof(ip));
+		snprintf(buf, size, "outbound rule vsock_port %u (enclave %s:%u -> %s:%u)",
+			 r->vsock_port, ip, r->tcp_port, r->hostname, r->tcp_port);
+	}
+}
+
+static const struct rule *find_rule(const struct rule *rules, size_t n, uint32_t vsock_port)
+{
+	for (size_t i = 0; i < n; i++)
+		if (rules[i].vsock_port == vsock_port)
+			return &rules[i];
+	return NULL;
+}
+
+size_t control_diff(const struct rule *host, size_t nhost, const struct rule *enclave,
+		    size_t nenclave, void (*emit)(void *arg, const char *line), void *arg)
+{
+	char line[CONFIG_STR_MAX * 2 + 256], name[CONFIG_STR_MAX + 128];
+	size_t count = 0;
+
+	for (size_t i = 0; i < nhost; i++) {
+		const struct rule *h = &host[i], *e = find_rule(enclave, nenclave, h->vsock_port);
+		rule_name(h, name, sizeof(name));
+		if (!e) {
+			snprintf(line, sizeof(line),
+				 "config mismatch: the host has %s, the enclave does not", name);
+			emit(arg, line), count++;
+			continue;
+		}
+		if (h->dir != e->dir) {
+			snprintf(line, sizeof(line),
+				 "config mismatch: vsock_port %u is an %s rule in the host's config, "
+				 "an %s rule in the enclave's",
+				 h->vsock_port, h->dir == RULE_INBOUND ? "inbound" : "outbound",
+				 e->dir == RULE_INBOUND ? "inbound" : "outbound");
+			emit(arg, line), count++;
+			continue;
+		}
+		struct {
+			const char *key;
+			unsigned a, b;
+		} ports[] = {
+			{"host_port", h->host_port, e->host_port},
+			{"enclave_port", h->enclave_port, e->enclave_port},
+			{"tcp_port", h->tcp_port, e->tcp_port},
+		};
+		for (size_t k = 0; k < 3; k++) {
+			if (ports[k].a == ports[k].b)
+				continue;
+			snprintf(line, sizeof(line),
+				 "config mismatch: %s: %s is %u in the host's config, %u in the "
+				 "enclave's",
+				 name, ports[k].key, ports[k].a, ports[k].b);
+			emit(arg, line), count++;
+		}
+		if (strcmp(h->hostname, e->hostname) != 0) {
+			snprintf(line, sizeof(line),
+				 "config mismatch: %s: hostname is \"%s\" in the host's config, \"%s\" "
+				 "in the enclave's",
+				 name, h->hostname, e->hostname);
+			emit(arg, line), count++;
+		}
+	}
+	for (size_t i = 0; i < nenclave; i++) {
+		if (find_rule(host, nhost, enclave[i].vsock_port))
+			continue;
+		rule_name(&enclave[i], name, sizeof(name));
+		snprintf(line, sizeof(line),
+			 "config mismatch: the enclave has %s, the host does not", name);
+		emit(arg, line), count++;
+	}
+	return count;
+}
+
+static void emit_warn(void *arg, const char *line)
+{
+	(void)arg;
+	log_warn(0, "control: %s", line);
+}
+
+static void on_hello(struct control *ctl, const struct msg *m)
+{
+	const char *peer = ctl->host ? "enclave" : "host";
+
+	ctl->hello = true;
+	snprintf(ctl->peer_version, sizeof(ctl->peer_version), "%s", m->version);
+	if (m->proto != MSG_PROTO || strcmp(m->version, QPROXY_VERSION) != 0)
+		log_warn(0, "control: the %s half runs qproxy %s (protocol %u), this one %s (protocol %d)",
+			 peer, m->version, m->proto, QPROXY_VERSION, MSG_PROTO);
+	const struct config *c = ctl->cfg;
+	size_t n = ctl->host ? control_diff(c->rules, c->nrules, m->rules, m->nrules, emit_warn, NULL)
+			     : control_diff(m->rules, m->nrules, c->rules, c->nrules, emit_warn, NULL);
+	if (n == 0)
+		log_info(0, "control: the %s half's rules match this one's (%zu rules)", peer, c->nrules);
+}
+
+static void on_stats(struct control *ctl, struct msg *m)
+{
+	if (m->seq != ctl->stats_seq || !ctl->waiting)
+		return;
+	free(ctl->estats);
+	ctl->estats = m->stats;
+	ctl->nestats = m->nstats;
+	m->stats = NULL;
+	m->nstats = 0;
+	status_answer_now(ctl);
+}
+
+static void send_stats(struct control *ctl, uint64_t seq)
+{
+	size_t n = proxy_rules(ctl->px);
+	struct msg_stat *st = calloc(n ? n : 1, sizeof(*st));
+	struct msg m = {.type = MSG_STATS, .seq = seq, .stats = st, .nstats = n};
+
+	if (!st)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct proxy_stats *s = proxy_stats(ctl->px, i);
+		st[i] = (struct msg_stat){ctl->cfg->rules[i].vsock_port, s->open, s->total, s->failed,
+					  s->bytes_up, s->bytes_down};
+	}
+	link_send(ctl, &m);
+	free(st);
+}
+
+/*
+ * An enclave line keeps its own time and level in front, and says whose it is
+ * right after: "TIME LEVEL [enclave] message".
+ */
+static void write_enclave_line(const char *text)
+{
+	char line[MSG_TEXT_MAX + 16];
+	const char *rest = strchr(text, ' ');
+
+	if (rest)
+		rest += strspn(rest, " ");
+	if (rest)
+		rest = strchr(rest, ' ');
+	if (rest)
+		rest += strspn(rest, " ");
+	int n = rest ? snprintf(line, sizeof(line), "%.*s[enclave] %s", (int)(rest - text), text, rest)
+		     : snprintf(line, sizeof(line), "[enclave] %s", text);
+	log_write_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void on_message(struct control *ctl, struct msg *m)
+{
+	switch (m->type) {
+	case MSG_HELLO:
+		on_hello(ctl, m);
+		break;
+	case MSG_LOG:
+		if (ctl->host)
+			write_enclave_line(m->text);
+		break;
+	case MSG_STATS_REQ:
+		if (!ctl->host)
+			send_stats(ctl, m->seq);
+		break;
+	case MSG_STATS:
+		if (ctl->host)
+			on_stats(ctl, m);
+		break;
+	default:
+		break; /* HEARTBEAT, or a type of a later version: its arrival is all we need */
+	}
+}
+
+/* Take whole frames from the input buffer. false when the link had to be dropped. */
+static bool link_parse(struct control *ctl)
+{
+	size_t off = 0;
+
+	while (ctl->in_len - off >= 4) {
+		const uint8_t *p = ctl->in + off;
+		size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+		if (n == 0 || n > MSG_MAX) {
+			char why[96];
+			snprintf(why, sizeof(why), "protocol error: a message of %zu bytes", n);
+			link_down(ctl, why);
+			return false;
+		}
+		if (ctl->in_len - off < 4 + n)
+			break;
+		struct msg m;
+		char err[128], why[160];
+		if (msg_decode(p + 4, n, &m, err, sizeof(err)) != 0) {
+			msg_free(&m);
+			snprintf(why, sizeof(why), "protocol error: %s", err);
+			link_down(ctl, why);
+			return false;
+		}
+		on_message(ctl, &m);
+		msg_free(&m);
+		if (ctl->fd < 0)
+			return false;
+		off += 4 + n;
+	}
+	memmove(ctl->in, ctl->in + off, ctl->in_len - off);
+	ctl->in_len -= off;
+	return true;
+}
+
+static void on_link_io(struct loop *l, int fd, short rev, void *arg)
+{
+	struct control *ctl = arg;
+
+	(void)l;
+	if (rev & (POLLIN | POLLHUP | POLLERR)) {
+		ssize_t n = read(fd, ctl->in + ctl->in_len, 4 + MSG_MAX - ctl->in_len);
+		if (n == 0) {
+			link_down(ctl, "closed by the peer");
+			return;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			link_down(ctl, strerror(errno));
+			return;
+		}
+		if (n > 0) {
+			ctl->in_len += (size_t)n;
+			ctl->last_rx = loop_now();
+			if (!link_parse(ctl))
+				return;
+		}
+	}
+	while (ctl->out_len > 0) {
+		ssize_t n = send(fd, ctl->out + ctl->out_off, ctl->out_len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			link_down(ctl, strerror(errno));
+			return;
+		}
+		ctl->out_off += (size_t)n;
+		ctl->out_len -= (size_t)n;
+	}
+	if (ctl->out_len == 0)
+		ctl->out_off = 0;
+	if (!ctl->host)
+		ring_flush(ctl);
+	loop_set(ctl->loop, fd, link_events(ctl));
+}
+
+static void link_up(struct control *ctl, int fd)
+{
+	struct msg hello = {
+		.type = MSG_HELLO,
+		.proto = MSG_PROTO,
+		.role = ctl->host ? 0 : 1,
+		.rules = ctl->cfg->rules,
+		.nrules = ctl->cfg->nrules,
+	};
+
+	snprintf(hello.version, sizeof(hello.version), "%s", QPROXY_VERSION);
+	if (loop_add(ctl->loop, fd, POLLIN, on_link_io, ctl) != 0) {
+		close(fd);
+		return;
+	}
+	ctl->fd = fd;
+	ctl->in_len = ctl->out_off = ctl->out_len = 0;
+	ctl->last_rx = ctl->last_tx = loop_now();
+	ctl->hello = false;
+	ctl->backoff = BACKOFF_MIN_MS;
+	ctl->down_since = 0;
+	ctl->down_logged = false;
+	if (!link_send(ctl, &hello)) {
+		link_down(ctl, "cannot send our hello");
+		return;
+	}
+	ctl->up = true;
+	log_info(0, "control: link to the %s half up (%s)", ctl->host ? "enclave" : "host", ctl->peer);
+	if (!ctl->host)
+		ring_flush(ctl);
+}
+
+static void link_down(struct control *ctl, const char *why)
+{
+	if (ctl->fd < 0)
+		return;
+	loop_del(ctl->loop, ctl->fd);
+	close(ctl->fd);
+	ctl->fd = -1;
+	ctl->up = ctl->hello = false;
+	ctl->in_len = ctl->out_off = ctl->out_len = 0;
+	if (ctl->host) {
+		log_warn(0, "control: the enclave half is gone (%s): %s", ctl->peer, why);
+		if (ctl->waiting)
+			status_answer_now(ctl);
+		return;
+	}
+	log_warn(0, "control: link to the host half lost: %s; reconnecting", why);
+	ctl->down_since = loop_now();
+	ctl->down_logged = true;
+	loop_timer_set(ctl->loop, &ctl->retry, jitter(ctl->backoff));
+}
+
+static void on_tick(struct loop *l, struct loop_timer *t)
+{
+	struct control *ctl = (struct control *)((char *)t - offsetof(struct control, tick));
+	int64_t now = loop_now();
+
+	loop_timer_set(l, t, TICK_MS);
+	if (ctl->host && ctl->waiting && now >= ctl->stats_deadline)
+		status_answer_now(ctl);
+	if (ctl->fd < 0 || !ctl->up)
+		return;
+	if (now - ctl->last_rx > DEAD_MS) {
+		link_down(ctl, "no heartbeat for 6 s");
+		return;
+	}
+	if (now - ctl->last_tx >= HEARTBEAT_MS)
+		send_simple(ctl, MSG_HEARTBEAT, ++ctl->seq);
+}
+
+static void on_accept(struct loop *l, int fd, short rev, void *arg)
+{
+	struct control *ctl = arg;
+	struct sockaddr_storage peer;
+	socklen_t plen;
+
+	(void)rev;
+	int cfd = net_accept(fd, &peer, &plen);
+	if (cfd < 0) {
+		if (errno != EAGAIN && errno != ECONNABORTED)
+			loop_pause(l, fd, ACCEPT_PAUSE_MS); /* out of fds: do not spin */
+		return;
+	}
+	char who[NET_ADDR_LEN];
+	net_addr_str((struct sockaddr *)&peer, plen, who, sizeof(who));
+	if (!net_vsock_peer_ok((struct sockaddr *)&peer, ctl->o.peer_cid)) {
+		log_warn(0, "control: refused %s: only CID %u may connect", who, ctl->o.peer_cid);
+		close(cfd);
+		return;
+	}
+	/* A new link from the enclave means it restarted: the old one is dead or dying. */
+	if (ctl->fd >= 0)
+		link_down(ctl, "replaced by a new connection");
+	snprintf(ctl->peer, sizeof(ctl->peer), "%s", who);
+	link_up(ctl, cfd);
+}
+
+/*
+ * The enclave half often starts before the host half: waiting for it is news,
+ * not trouble, until it has gone on for a while.
+ */
+static void connect_failed(struct control *ctl, int err)
+{
+	int64_t now = loop_now();
+
+	if (ctl->down_since == 0) {
+		ctl->down_since = now;
+		log_info(0, "control: waiting for the host half at %s: %s", ctl->peer, strerror(err));
+	} else if (!ctl->down_logged && now - ctl->down_since >= WAIT_WARN_MS) {
+		log_warn(0, "control: no host half at %s after %d s: %s; still trying", ctl->peer,
+			 WAIT_WARN_MS / 1000, strerror(err));
+		ctl->down_logged = true;
+	}
+	ctl->backoff = ctl->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ctl->backoff * 2;
+	loop_timer_set(ctl->loop, &ctl->retry, jitter(ctl->backoff));
+}
+
+static void on_connect_io(struct loop *l, int fd, short rev, void *arg)
+{
+	struct control *ctl = arg;
+
+	(void)rev;
+	loop_del(l, fd);
+	int err = net_connect_result(fd);
+	if (err == 0) {
+		link_up(ctl, fd);
+		return;
+	}
+	close(fd);
+	connect_failed(ctl, err);
+}
+
+static void on_retry(struct loop *l, struct loop_timer *t)
+{
+	(void)l;
+	connect_start((struct control *)((char *)t - offsetof(struct control, retry)));
+}
+
+static void connect_start(struct control *ctl)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = net_vsock_addr(ctl->o.peer_cid, ctl->o.port, &ss);
+	bool pending;
+
+	snprintf(ctl->peer, sizeof(ctl->peer), "vsock %u:%u", ctl->o.peer_cid, ctl->o.port);
+	int fd = net_connect((struct sockaddr *)&ss, len, &pending);
+	if (fd >= 0 && !pending) {
+		link_up(ctl, fd);
+		return;
+	}
+	if (fd >= 0 && loop_add(ctl->loop, fd, POLLOUT, on_connect_io, ctl) == 0)
+		return;
+	int err = errno;
+	if (fd >= 0)
+		close(fd);
+	connect_failed(ctl, err);
+}
+
+static void put_stats(struct cbor_enc *e, const struct control *ctl, bool enclave)
+{
+	const struct config *c = ctl->cfg;
+
+	cbor_put_array(e, c->nrules);
+	for (size_t i = 0; i < c->nrules; i++) {
+		const struct rule *r = &c->rules[i];
+		struct msg_stat s = {r->vsock_port, 0, 0, 0, 0, 0};
+		if (!enclave) {
+			const struct proxy_stats *p = proxy_stats(ctl->px, i);
+			s = (struct msg_stat){r->vsock_port, p->open, p->total, p->failed, p->bytes_up,
+					      p->bytes_down};
+		} else {
+			for (size_t j = 0; j < ctl->nestats; j++)
+				if (ctl->estats[j].vsock_port == r->vsock_port)
+					s = ctl->estats[j];
+		}
+		char label[CONFIG_STR_MAX + 32];
+		if (r->dir == RULE_INBOUND)
+			snprintf(label, sizeof(label), "inbound %u", r->host_port);
+		else
+			snprintf(label, sizeof(label), "outbound %s:%u", r->hostname, r->tcp_port);
+		const uint64_t v[] = {s.vsock_port, s.open, s.total, s.failed, s.bytes_up, s.bytes_down};
+		cbor_put_map(e, 7);
+		for (unsigned k = 0; k < 6; k++) {
+			cbor_put_uint(e, k);
+			cbor_put_uint(e, v[k]);
+		}
+		cbor_put_uint(e, 6);
+		cbor_put_cstr(e, label);
+	}
+}
+
+/* The reply to `qproxy status`: a CBOR map; the enclave's counters when it answered in time. */
+static void status_answer_now(struct control *ctl)
+{
+	static uint8_t buf[MSG_MAX];
+	struct cbor_enc e;
+	bool have = ctl->estats != NULL;
+
+	cbor_enc_init(&e, buf, sizeof(buf));
+	cbor_put_map(&e, 6);
+	cbor_put_uint(&e, 0);
+	cbor_put_cstr(&e, QPROXY_VERSION);
+	cbor_put_uint(&e, 1);
+	cbor_put_uint(&e, ctl->o.peer_cid);
+	cbor_put_uint(&e, 2);
+	cbor_put_bool(&e, ctl->up && ctl->hello);
+	cbor_put_uint(&e, 3);
+	cbor_put_cstr(&e, ctl->up && ctl->hello ? ctl->peer_version : "");
+	cbor_put_uint(&e, 4);
+	put_stats(&e, ctl, false);
+	cbor_put_uint(&e, 5);
+	if (have)
+		put_stats(&e, ctl, true);
+	else
+		cbor_put_null(&e);
+	size_t n = cbor_enc_done(&e);
+	while (ctl->waiting) {
+		struct status_client *sc = ctl->waiting;
+		ctl->waiting = sc->next;
+		/* A few hundred bytes into an empty socket buffer: one write does it, or nothing will. */
+		if (n > 0 && write(sc->fd, buf, n) < 0)
+			log_debug(0, "control: status reply: %s", strerror(errno));
+		close(sc->fd);
+		free(sc);
+	}
+	free(ctl->estats);
+	ctl->estats = NULL;
+	ctl->nestats = 0;
+}
+
+static void on_status_accept(struct loop *l, int fd, short rev, void *arg)
+{
+	struct control *ctl = arg;
+
+	(void)rev;
+	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (cfd < 0) {
+		if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
+			loop_pause(l, fd, ACCEPT_PAUSE_MS);
+		return;
+	}
+	struct status_client *sc = malloc(sizeof(*sc));
+	if (!sc) {
+		close(cfd);
+		return;
+	}
+	bool asked = ctl->waiting != NULL;
+	sc->fd = cfd;
+	sc->next = ctl->waiting;
+	ctl->waiting = sc;
+	if (asked)
+		return; /* the question in flight answers this client too */
+	if (ctl->up && ctl->hello && send_simple(ctl, MSG_STATS_REQ, ctl->stats_seq = ++ctl->seq)) {
+		ctl->stats_deadline = loop_now() + STATUS_WAIT_MS;
+		return;
+	}
+	status_answer_now(ctl);
+}
+
+/* The status socket: root only, in a root-only directory. */
+static int status_listen(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char dir[sizeof(sun.sun_path)];
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "status socket %s: path too long", path);
+		return -1;
+	}
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "status socket dir %s: %s", dir, strerror(errno));
+			return -1;
+		}
+	}
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0) {
+		int r = connect(probe, (struct sockaddr *)&sun, sizeof(sun));
+		int e = errno;
+		close(probe);
+		if (r == 0) {
+			snprintf(err, errlen, "status socket %s: another host half answers there", path);
+			return -1;
+		}
+		if (e == ECONNREFUSED)
+			unlink(path);
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	mode_t old = umask(0177);
+	int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r != 0 || chmod(path, 0600) != 0 || listen(fd, 16) != 0) {
+		snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct control *control_new(struct loop *l, const struct config *c, struct proxy *px,
+			     const struct control_opts *o)
+{
+	struct control *ctl = calloc(1, sizeof(*ctl));
+
+	if (!ctl)
+		return NULL;
+	ctl->loop = l;
+	ctl->cfg = c;
+	ctl->px = px;
+	ctl->o = *o;
+	ctl->host = o->role == PROXY_HOST;
+	ctl->lfd = ctl->sfd = ctl->fd = -1;
+	ctl->backoff = BACKOFF_MIN_MS;
+	ctl->in = malloc(4 + MSG_MAX);
+	ctl->out = malloc(OUT_CAP);
+	if (!ctl->host)
+		ctl->ring = malloc(RING_LINES * sizeof(*ctl->ring));
+	if (!ctl->in || !ctl->out || (!ctl->host && !ctl->ring)) {
+		control_free(ctl);
+		return NULL;
+	}
+	loop_timer_init(&ctl->tick, on_tick);
+	loop_timer_init(&ctl->retry, on_retry);
+	if (!ctl->host) {
+		/* From now on: what the enclave half says before the link is up waits in the ring. */
+		sink_ctl = ctl;
+		log_set_sink(log_to_host);
+	}
+	return ctl;
+}
+
+int control_start(struct control *ctl, char *err, size_t errlen)
+{
+	char why[NET_ERR_LEN];
+
+	if (loop_timer_set(ctl->loop, &ctl->tick, TICK_MS) != 0) {
+		snprintf(err, errlen, "control: %s", strerror(errno));
+		return -1;
+	}
+	if (!ctl->host) {
+		connect_start(ctl);
+		return 0;
+	}
+	ctl->lfd = net_listen_vsock(ctl->o.port, why, sizeof(why));
+	if (ctl->lfd < 0 || loop_add(ctl->loop, ctl->lfd, POLLIN, on_accept, ctl) != 0) {
+		snprintf(err, errlen, "control channel (--control-port %u): %s", ctl->o.port,
+			 ctl->lfd < 0 ? why : strerror(errno));
+		return -1;
+	}
+	if (ctl->o.status_path) {
+		/* Status is a convenience: without it the host half still does its job. */
+		ctl->sfd = status_listen(ctl->o.status_path, why, sizeof(why));
+		if (ctl->sfd < 0)
+			log_warn(0, "control: no qproxy status: %s", why);
+		else if (loop_add(ctl->loop, ctl->sfd, POLLIN, on_status_accept, ctl) != 0)
+			log_warn(0, "control: no qproxy status: %s", strerror(errno));
+	}
+	return 0;
+}
+
+void control_free(struct control *ctl)
+{
+	if (!ctl)
+		return;
+	if (sink_ctl == ctl) {
+		log_set_sink(NULL);
+		sink_ctl = NULL;
+	}
+	loop_timer_stop(ctl->loop, &ctl->tick);
+	loop_timer_stop(ctl->loop, &ctl->retry);
+	if (ctl->fd >= 0) {
+		loop_del(ctl->loop, ctl->fd);
+		close(ctl->fd);
+	}
+	if (ctl->lfd >= 0) {
+		loop_del(ctl->loop, ctl->lfd);
+		close(ctl->lfd);
+		net_unlisten_vsock(ctl->o.port);
+	}
+	if (ctl->sfd >= 0) {
+		loop_del(ctl->loop, ctl->sfd);
+		close(ctl->sfd);
+		unlink(ctl->o.status_path);
+	}
+	while (ctl->waiting) {
+		struct status_client *sc = ctl->waiting;
+		ctl->waiting = sc->next;
+		close(sc->fd);
+		free(sc);
+	}
+	free(ctl->estats);
+	free(ctl->in);
+	free(ctl->out);
+	free(ctl->ring);
+	free(ctl);
+}
+
+/* The status client's side: read the reply, print a table. */
+static bool get_u(struct cbor_dec *d, uint64_t *v)
+{
+	struct cbor_item it;
+
+	if (!cbor_next(d, &it) || it.type != CBOR_UINT)
+		return false;
+	*v = it.u;
+	return true;
+}
+
+static bool print_rows(struct cbor_dec *d, const char *half, FILE *out)
+{
+	struct cbor_item it;
+
+	if (!cbor_next(d, &it))
+		return false;
+	if (it.type == CBOR_NULL)
+		return true;
+	if (it.type != CBOR_ARRAY)
+		return false;
+	for (uint64_t i = 0; i < it.u; i++) {
+		struct cbor_item m, label;
+		uint64_t k, v[6] = {0};
+		char name[CONFIG_STR_MAX + 32] = "?";
+		if (!cbor_next(d, &m) || m.type != CBOR_MAP)
+			return false;
+		for (uint64_t j = 0; j < m.u; j++) {
+			if (!get_u(d, &k))
+				return false;
+			if (k < 6) {
+				if (!get_u(d, &v[k]))
+					return false;
+			} else if (k == 6) {
+				if (!cbor_next(d, &label) || label.type != CBOR_TEXT)
+					return false;
+				snprintf(name, sizeof(name), "%.*s", (int)label.len, label.ptr);
+			} else if (!cbor_skip(d, 2)) {
+				return false;
+			}
+		}
+		fprintf(out, "%-28s %-8s %6llu %8llu %7llu %14llu %14llu\n", name, half,
+			(unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3],
+			(unsigned long long)v[4], (unsigned long long)v[5]);
+	}
+	return true;
+}
+
+int control_status(const char *path, FILE *out, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	static uint8_t buf[MSG_MAX];
+	size_t len = 0;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "status socket %s: path too long", path);
+		return -1;
+	}
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		snprintf(err, errlen, "no host half answers at %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ssize_t n;
+	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	struct cbor_dec d;
+	struct cbor_item it, version, peer_version, connected;
+	uint64_t k, cid = 0;
+	if (cbor_check(buf, len, 4) != CBOR_OK)
+		goto bad;
+	cbor_dec_init(&d, buf, len);
+	if (!cbor_next(&d, &it) || it.type != CBOR_MAP || it.u != 6)
+		goto bad;
+	if (!get_u(&d, &k) || !cbor_next(&d, &version) || version.type != CBOR_TEXT ||
+	    !get_u(&d, &k) || !get_u(&d, &cid) || !get_u(&d, &k) || !cbor_next(&d, &connected) ||
+	    connected.type != CBOR_BOOL || !get_u(&d, &k) || !cbor_next(&d, &peer_version) ||
+	    peer_version.type != CBOR_TEXT)
+		goto bad;
+	fprintf(out, "host half: qproxy %.*s, enclave CID %llu\n", (int)version.len, version.ptr,
+		(unsigned long long)cid);
+	if (connected.b)
+		fprintf(out, "enclave half: connected, qproxy %.*s\n", (int)peer_version.len,
+			peer_version.ptr);
+	else
+		fprintf(out, "enclave half: not connected\n");
+	fprintf(out, "%-28s %-8s %6s %8s %7s %14s %14s\n", "RULE", "HALF", "OPEN", "TOTAL", "FAILED",
+		"BYTES UP", "BYTES DOWN");
+	if (!get_u(&d, &k) || !print_rows(&d, "host", out) || !get_u(&d, &k) ||
+	    !print_rows(&d, "enclave", out))
+		goto bad;
+	return 0;
+bad:
+	snprintf(err, errlen, "status socket %s: the reply is not one this qproxy understands", path);
+	return -1;
+}

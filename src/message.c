@@ -1,0 +1,358 @@
+#include "message.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cbor.h"
+
+enum { K_TYPE, K_PROTO, K_VERSION, K_ROLE, K_RULES, K_LEVEL, K_TEXT, K_SEQ, K_STATS };
+enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
+enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN };
+
+/* A message is a map of maps in an array in a map: deeper is not ours. */
+#define MSG_DEPTH 4
+
+static void put_rule(struct cbor_enc *e, const struct rule *r)
+{
+	bool in = r->dir == RULE_INBOUND;
+
+	cbor_put_map(e, 5);
+	cbor_put_uint(e, R_DIR);
+	cbor_put_uint(e, in ? 0 : 1);
+	cbor_put_uint(e, R_VSOCK);
+	cbor_put_uint(e, r->vsock_port);
+	if (in) {
+		cbor_put_uint(e, R_HOST_PORT);
+		cbor_put_uint(e, r->host_port);
+		cbor_put_uint(e, R_ENCLAVE_PORT);
+		cbor_put_uint(e, r->enclave_port);
+		cbor_put_uint(e, R_TCP_PORT); /* keeps every rule a 5-pair map */
+		cbor_put_uint(e, 0);
+	} else {
+		cbor_put_uint(e, R_TCP_PORT);
+		cbor_put_uint(e, r->tcp_port);
+		cbor_put_uint(e, R_HOSTNAME);
+		cbor_put_cstr(e, r->hostname);
+		cbor_put_uint(e, R_ADDRESS);
+		cbor_put_uint(e, r->enclave_address);
+	}
+}
+
+static void put_stat(struct cbor_enc *e, const struct msg_stat *s)
+{
+	const uint64_t v[] = {s->vsock_port, s->open, s->total, s->failed, s->bytes_up, s->bytes_down};
+
+	cbor_put_map(e, 6);
+	for (unsigned k = 0; k < 6; k++) {
+		cbor_put_uint(e, k);
+		cbor_put_uint(e, v[k]);
+	}
+}
+
+size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
+{
+	struct cbor_enc e;
+
+	cbor_enc_init(&e, buf, cap);
+	switch (m->type) {
+	case MSG_HELLO:
+		cbor_put_map(&e, 5);
+		cbor_put_uint(&e, K_TYPE);
+		cbor_put_uint(&e, m->type);
+		cbor_put_uint(&e, K_PROTO);
+		cbor_put_uint(&e, m->proto);
+		cbor_put_uint(&e, K_VERSION);
+		cbor_put_cstr(&e, m->version);
+		cbor_put_uint(&e, K_ROLE);
+		cbor_put_uint(&e, m->role);
+		cbor_put_uint(&e, K_RULES);
+		cbor_put_array(&e, m->nrules);
+		for (size_t i = 0; i < m->nrules; i++)
+			put_rule(&e, &m->rules[i]);
+		break;
+	case MSG_LOG:
+		cbor_put_map(&e, 3);
+		cbor_put_uint(&e, K_TYPE);
+		cbor_put_uint(&e, m->type);
+		cbor_put_uint(&e, K_LEVEL);
+		cbor_put_uint(&e, m->level);
+		cbor_put_uint(&e, K_TEXT);
+		cbor_put_cstr(&e, m->text);
+		break;
+	case MSG_HEARTBEAT:
+	case MSG_STATS_REQ:
+	case MSG_STATS:
+		cbor_put_map(&e, m->type == MSG_STATS ? 3 : 2);
+		cbor_put_uint(&e, K_TYPE);
+		cbor_put_uint(&e, m->type);
+		cbor_put_uint(&e, K_SEQ);
+		cbor_put_uint(&e, m->seq);
+		if (m->type == MSG_STATS) {
+			cbor_put_uint(&e, K_STATS);
+			cbor_put_array(&e, m->nstats);
+			for (size_t i = 0; i < m->nstats; i++)
+				put_stat(&e, &m->stats[i]);
+		}
+		break;
+	default:
+		return 0;
+	}
+	return cbor_enc_done(&e);
+}
+
+struct rd {
+	struct cbor_dec d;
+	char *err;
+	size_t errlen;
+};
+
+__attribute__((format(printf, 2, 3))) static bool fail(struct rd *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->err[0])
+		return false; /* the first reason is the one that counts */
+	va_start(ap, fmt);
+	vsnprintf(r->err, r->errlen, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+static bool get_uint(struct rd *r, const char *what, uint64_t max, uint64_t *v)
+{
+	struct cbor_item it;
+
+	if (!cbor_next(&r->d, &it))
+		return fail(r, "%s: %s", what, cbor_strerror(r->d.err));
+	if (it.type != CBOR_UINT || it.u > max)
+		return fail(r, "%s: expected an unsigned integer up to %llu", what,
+			    (unsigned long long)max);
+	*v = it.u;
+	return true;
+}
+
+static bool get_text(struct rd *r, const char *what, char *out, size_t cap)
+{
+	struct cbor_item it;
+
+	if (!cbor_next(&r->d, &it))
+		return fail(r, "%s: %s", what, cbor_strerror(r->d.err));
+	if (it.type != CBOR_TEXT || it.len >= cap || memchr(it.ptr, '\0', it.len))
+		return fail(r, "%s: expected text of at most %zu bytes", what, cap - 1);
+	memcpy(out, it.ptr, it.len);
+	out[it.len] = '\0';
+	return true;
+}
+
+/* The head of a container of type t; its count in *n, at most max. */
+static bool get_container(struct rd *r, const char *what, enum cbor_type t, uint64_t max,
+			  uint64_t *n)
+{
+	struct cbor_item it;
+
+	if (!cbor_next(&r->d, &it))
+		return fail(r, "%s: %s", what, cbor_strerror(r->d.err));
+	if (it.type != t || it.u > max)
+		return fail(r, "%s: expected %s of at most %llu", what,
+			    t == CBOR_MAP ? "a map" : "an array", (unsigned long long)max);
+	*n = it.u;
+	return true;
+}
+
+static bool skip(struct rd *r)
+{
+	return cbor_skip(&r->d, MSG_DEPTH) || fail(r, "%s", cbor_strerror(r->d.err));
+}
+
+static bool get_rule(struct rd *r, struct rule *out)
+{
+	uint64_t n, k, v, dir = 2;
+
+	if (!get_container(r, "rule", CBOR_MAP, 64, &n))
+		return false;
+	memset(out, 0, sizeof(*out));
+	for (uint64_t i = 0; i < n; i++) {
+		if (!get_uint(r, "rule key", UINT64_MAX, &k))
+			return false;
+		bool ok = true;
+		switch (k) {
+		case R_DIR:
+			ok = get_uint(r, "rule direction", 1, &dir);
+			break;
+		case R_VSOCK:
+			ok = get_uint(r, "vsock_port", UINT32_MAX, &v);
+			out->vsock_port = (uint32_t)v;
+			break;
+		case R_HOST_PORT:
+		case R_ENCLAVE_PORT:
+		case R_TCP_PORT:
+			ok = get_uint(r, "port", UINT16_MAX, &v);
+			*(k == R_HOST_PORT      ? &out->host_port
+			  : k == R_ENCLAVE_PORT ? &out->enclave_port
+						: &out->tcp_port) = (uint16_t)v;
+			break;
+		case R_HOSTNAME:
+			ok = get_text(r, "hostname", out->hostname, sizeof(out->hostname));
+			break;
+		case R_ADDRESS:
+			ok = get_uint(r, "enclave_address", UINT32_MAX, &v);
+			out->enclave_address = (uint32_t)v;
+			break;
+		default:
+			ok = skip(r);
+		}
+		if (!ok)
+			return false;
+	}
+	if (dir > 1)
+		return fail(r, "rule without a direction");
+	/* Only the fields of its direction: a peer's extras must not read as differences. */
+	if (dir == 0) {
+		out->dir = RULE_INBOUND;
+		out->tcp_port = 0;
+		out->enclave_address = 0;
+		memset(out->hostname, 0, sizeof(out->hostname));
+	} else {
+		out->dir = RULE_OUTBOUND;
+		out->host_port = out->enclave_port = 0;
+	}
+	return true;
+}
+
+static bool get_stat(struct rd *r, struct msg_stat *out)
+{
+	uint64_t n, k, v;
+	uint64_t *fields[] = {NULL, &out->open, &out->total, &out->failed, &out->bytes_up,
+			      &out->bytes_down};
+
+	if (!get_container(r, "stat", CBOR_MAP, 64, &n))
+		return false;
+	memset(out, 0, sizeof(*out));
+	for (uint64_t i = 0; i < n; i++) {
+		if (!get_uint(r, "stat key", UINT64_MAX, &k))
+			return false;
+		if (k == S_VSOCK) {
+			if (!get_uint(r, "vsock_port", UINT32_MAX, &v))
+				return false;
+			out->vsock_port = (uint32_t)v;
+		} else if (k <= S_DOWN) {
+			if (!get_uint(r, "counter", UINT64_MAX, fields[k]))
+				return false;
+		} else if (!skip(r)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool get_array(struct rd *r, const char *what, size_t size, void **out, size_t *nout,
+		      bool (*get)(struct rd *, void *))
+{
+	uint64_t n;
+
+	if (*out)
+		return fail(r, "%s given twice", what);
+	if (!get_container(r, what, CBOR_ARRAY, MSG_MAX_RULES, &n))
+		return false;
+	/* cbor_check() has seen all n items in the buffer: n is no claim, it is there. */
+	*out = calloc(n ? n : 1, size);
+	if (!*out)
+		return fail(r, "out of memory");
+	for (*nout = 0; *nout < n; (*nout)++)
+		if (!get(r, (char *)*out + *nout * size))
+			return false;
+	return true;
+}
+
+static bool get_rule_v(struct rd *r, void *p)
+{
+	return get_rule(r, p);
+}
+
+static bool get_stat_v(struct rd *r, void *p)
+{
+	return get_stat(r, p);
+}
+
+int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t errlen)
+{
+	struct rd r = {.err = err, .errlen = errlen};
+	uint64_t n, v, type = 0;
+
+	memset(m, 0, sizeof(*m));
+	err[0] = '\0';
+	int e = cbor_check(buf, len, MSG_DEPTH);
+	if (e != CBOR_OK)
+		return fail(&r, "%s", cbor_strerror(e)), -1;
+	cbor_dec_init(&r.d, buf, len);
+	if (!get_container(&r, "message", CBOR_MAP, 64, &n))
+		return -1;
+	for (uint64_t i = 0; i < n; i++) {
+		struct cbor_item key;
+		/* A text key is some later version's: skip it with its value. */
+		const uint8_t *at = r.d.p;
+		if (!cbor_next(&r.d, &key))
+			return fail(&r, "%s", cbor_strerror(r.d.err)), -1;
+		if (key.type != CBOR_UINT) {
+			r.d.p = at;
+			if (!skip(&r) || !skip(&r))
+				return -1;
+			continue;
+		}
+		bool ok = true;
+		switch (key.u) {
+		case K_TYPE:
+			ok = get_uint(&r, "type", UINT32_MAX, &type);
+			break;
+		case K_PROTO:
+			ok = get_uint(&r, "proto", UINT32_MAX, &v);
+			m->proto = (unsigned)v;
+			break;
+		case K_VERSION:
+			ok = get_text(&r, "version", m->version, sizeof(m->version));
+			break;
+		case K_ROLE:
+			ok = get_uint(&r, "role", 1, &v);
+			m->role = (unsigned)v;
+			break;
+		case K_RULES:
+			ok = get_array(&r, "rules", sizeof(*m->rules), (void **)&m->rules, &m->nrules,
+				       get_rule_v);
+			break;
+		case K_LEVEL:
+			ok = get_uint(&r, "level", 5, &v);
+			m->level = (unsigned)v;
+			break;
+		case K_TEXT:
+			ok = get_text(&r, "text", m->text, sizeof(m->text));
+			break;
+		case K_SEQ:
+			ok = get_uint(&r, "seq", UINT64_MAX, &m->seq);
+			break;
+		case K_STATS:
+			ok = get_array(&r, "stats", sizeof(*m->stats), (void **)&m->stats, &m->nstats,
+				       get_stat_v);
+			break;
+		default:
+			ok = skip(&r);
+		}
+		if (!ok)
+			return -1;
+	}
+	if (type == 0)
+		return fail(&r, "message without a type"), -1;
+	m->type = (unsigned)type;
+	return 0;
+}
+
+void msg_free(struct msg *m)
+{
+	free(m->rules);
+	free(m->stats);
+	m->rules = NULL;
+	m->stats = NULL;
+	m->nrules = m->nstats = 0;
+}

@@ -1,0 +1,59 @@
+#ifndef QPROXY_MESSAGE_H
+#define QPROXY_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/*
+ * The control channel's messages: each a CBOR map with small integer keys,
+ * framed on the wire by a 4-byte big-endian length. Keys a side does not know
+ * are skipped, so a newer peer can add some; `proto` says which set it speaks.
+ * Pure: bytes in, struct out, and back.
+ */
+#define MSG_PROTO 1
+#define MSG_MAX (64 * 1024) /* a frame's CBOR, at most; a larger one drops the link */
+#define MSG_MAX_RULES 1024
+#define MSG_TEXT_MAX 1024
+#define MSG_VERSION_MAX 32
+
+enum msg_type {
+	MSG_HELLO = 1,     /* version, proto, role, rules: sent by each side when the link comes up */
+	MSG_LOG = 2,       /* enclave -> host: one log line */
+	MSG_HEARTBEAT = 3, /* both ways, every few seconds */
+	MSG_STATS_REQ = 4, /* host -> enclave: seq */
+	MSG_STATS = 5,     /* enclave -> host: seq, one entry per rule */
+};
+
+struct msg_stat {
+	uint32_t vsock_port; /* the rule's key: unique in a valid config */
+	uint64_t open, total, failed, bytes_up, bytes_down;
+};
+
+struct msg {
+	unsigned type;
+	unsigned proto;
+	unsigned role; /* HELLO: 0 host, 1 enclave */
+	char version[MSG_VERSION_MAX];
+	struct rule *rules; /* HELLO; allocated by msg_decode */
+	size_t nrules;
+	unsigned level; /* LOG */
+	char text[MSG_TEXT_MAX];
+	uint64_t seq; /* HEARTBEAT, STATS_REQ, STATS */
+	struct msg_stat *stats; /* STATS; allocated by msg_decode */
+	size_t nstats;
+};
+
+/* The CBOR of m into buf; its length, or 0 when it does not fit. */
+size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap);
+
+/*
+ * Decode one message from exactly len bytes. Everything is checked before
+ * anything is allocated, and no allocation exceeds what the bytes can hold.
+ * 0, or -1 with a reason in err; msg_free() in both cases.
+ */
+int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t errlen);
+void msg_free(struct msg *m);
+
+#endif

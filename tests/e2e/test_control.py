@@ -1,0 +1,280 @@
+"""The control channel: config mismatches named on both sides, the enclave's log in the
+host's, `qproxy status`, links that come back by themselves; and the enclave half on its
+own: loopback brought up, hostnames through a hosts file with TLS checked end to end."""
+
+import re
+import socket
+import subprocess
+import textwrap
+
+import pytest
+
+import harness
+from harness import free_tcp_port, recv_all, wait_until
+
+
+def echo_once(port, payload):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.settimeout(5)
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        assert recv_all(s) == payload
+
+
+def test_mismatched_configs_are_named_on_both_sides(qp):
+    host_cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)],
+                         outbound=[("127.0.0.1", 9001, 7000)], name="host.toml")
+    enclave_cfg = qp.config(inbound=[(host_cfg.inbound[0][0], 6001, 9000)],
+                            outbound=[("api.example.com", 7777, 443)], name="enclave.toml")
+    enclave = qp.enclave(enclave_cfg)
+    host = qp.host(host_cfg)
+    qp.wait_linked(host)
+    want = [
+        r"inbound rule vsock_port 9000 \(.*\): enclave_port is 6000 in the host's config, "
+        r"6001 in the enclave's",
+        r"the host has outbound rule vsock_port 9001 \(enclave 127\.0\.0\.1:7000 -> "
+        r"127\.0\.0\.1:7000\), the enclave does not",
+        r"the enclave has outbound rule vsock_port 7777 \(enclave 127\.0\.0\.1:443 -> "
+        r"api\.example\.com:443\), the host does not",
+    ]
+    for p in (host, enclave):
+        for w in want:
+            wait_until(lambda: re.search(r"WARN  control: config mismatch: " + w, p.stderr()), 5,
+                       f"{p.name} to log /{w}/")
+    # The enclave's own lines reach the host's log, marked as the enclave's.
+    wait_until(lambda: re.search(r"WARN  \[enclave\] control: config mismatch: the enclave has "
+                                 r"outbound rule vsock_port 7777", host.stderr()), 5,
+               "the enclave's mismatch lines in the host's log")
+
+
+def test_matching_configs_say_so(qp):
+    cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)])
+    enclave = qp.enclave(cfg)
+    host = qp.host(cfg)
+    qp.wait_linked(host)
+    for p in (host, enclave):
+        wait_until(lambda: "half's rules match this one's (1 rules)" in p.stderr(), 5,
+                   f"{p.name} to say the configs match")
+    assert "mismatch" not in host.stderr() + enclave.stderr()
+
+
+def test_enclave_log_reaches_the_host_even_when_written_while_it_was_away(qp, netns):
+    port = free_tcp_port()
+    cfg = qp.config(outbound=[("127.0.0.1", 9001, port)])
+    enclave = qp.enclave(cfg)
+    # No host half yet: the enclave half's outbound connect fails, and it says so.
+    with netns.connect("127.0.0.1", port) as s:
+        s.settimeout(5)
+        assert recv_all(s) == b""
+    wait_until(lambda: "connect: Connection refused" in enclave.stderr(), 5,
+               "the enclave half to log the refused connect")
+    host = qp.host(cfg)
+    qp.wait_linked(host)
+    wait_until(lambda: re.search(r"WARN  \[enclave\] c1 outbound 9001: .* connect: Connection "
+                                 r"refused", host.stderr()), 5,
+               "the line kept while the host was away to arrive")
+    # Lines written while the link is up arrive too.
+    qp.server("echo", port, in_netns=False)
+    with netns.connect("127.0.0.1", port) as s:
+        s.settimeout(5)
+        s.sendall(b"hi")
+        s.shutdown(socket.SHUT_WR)
+        assert recv_all(s) == b"hi"
+    wait_until(lambda: re.search(r"INFO  \[enclave\] c2 outbound 9001: closed; 2 bytes up, "
+                                 r"2 down", host.stderr()), 5, "the enclave's close line")
+    # Every host line, the enclave's too, starts with its time.
+    for line in host.stderr().splitlines():
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", line), line
+
+
+def status(qp, name="host"):
+    return harness.run([qp.binary, "status", "--status-socket", str(qp.status_socket(name))])
+
+
+def test_status_counts_match_the_traffic(qp):
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    qp.server("echo", 6000)
+    qp.enclave(cfg)
+    host = qp.host(cfg)
+    qp.wait_linked(host)
+    for n in (1000, 2345, 7):
+        echo_once(hp, b"z" * n)
+    # The counters are read after each connection has closed, so poll until they settle.
+    def rows():
+        r = status(qp)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+    want_host = re.compile(r"inbound %d\s+host\s+0\s+3\s+0\s+3352\s+3352" % hp)
+    want_encl = re.compile(r"inbound %d\s+enclave\s+0\s+3\s+0\s+3352\s+3352" % hp)
+    out = wait_until(lambda: (lambda o: o if want_host.search(o) and want_encl.search(o) else None)(
+        rows()), 5, "status to show 3 connections and 3352 bytes each way in both halves")
+    assert "enclave half: connected, qproxy" in out
+    assert oct(harness.os.stat(qp.status_socket()).st_mode & 0o777) == "0o600"
+
+
+def test_status_without_a_host_half_fails(qp):
+    r = status(qp, "nobody")
+    assert r.returncode == 3
+    assert "qproxy: error: no host half answers at" in r.stderr
+
+
+def test_status_says_when_the_enclave_half_is_absent(qp):
+    cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)])
+    qp.host(cfg)
+    r = status(qp)
+    assert r.returncode == 0, r.stderr
+    assert "enclave half: not connected" in r.stdout
+    assert re.search(r"inbound \d+\s+host\s+0\s+0\s+0\s+0\s+0", r.stdout)
+    assert not re.search(r"\s+enclave\s+\d", r.stdout)  # no enclave rows
+
+
+def test_links_come_back_after_either_half_restarts(qp):
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    qp.server("echo", 6000)
+    enclave = qp.enclave(cfg)
+    host = qp.host(cfg)
+    qp.wait_linked(host)
+    # The enclave half goes and comes back: the host half notices both.
+    enclave.stop()
+    wait_until(lambda: "control: the enclave half is gone" in host.stderr(), 10,
+               "the host half to notice the enclave half left")
+    enclave = qp.enclave(cfg, name="enclave2")
+    qp.wait_linked(host)
+    echo_once(hp, b"after the enclave came back")
+    # The host half goes and comes back: the enclave half reconnects by itself.
+    host.stop()
+    wait_until(lambda: "control: link to the host half lost" in enclave.stderr(), 10,
+               "the enclave half to notice the host half left")
+    host = qp.host(cfg, name="host2")
+    qp.wait_linked(host)
+    echo_once(hp, b"after the host came back")
+
+
+@pytest.fixture
+def bare_ns():
+    ns = harness.Netns.create("qpe2e", lo_up=False)
+    try:
+        yield ns
+    finally:
+        ns.delete()
+
+
+def test_enclave_half_brings_loopback_up(bare_ns, qproxy_bin, procs, vsock_dir, tmp_path):
+    qp = harness.QProxy(qproxy_bin, procs, bare_ns, vsock_dir, tmp_path)
+    assert not bare_ns.lo_is_up()
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    enclave = qp.enclave(cfg)  # before any app: nothing else touches lo
+    assert bare_ns.lo_is_up()
+    assert "the loopback interface lo was down: brought it up with 127.0.0.1/8" in enclave.stderr()
+    qp.server("echo", 6000)
+    qp.host(cfg)
+    echo_once(hp, b"through a loopback the enclave half raised")
+
+
+# Two HTTPS APIs on port 443, told apart by name only. Inside the enclave each name maps,
+# through the hosts file qproxy writes, to its own loopback address; the host half resolves
+# the same names (in a private mount namespace with its own /etc/hosts) to two servers.
+TLS_SERVER = textwrap.dedent("""
+    import http.server, ssl, sys
+    addr, cert, key, body = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].encode()
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+    s = http.server.ThreadingHTTPServer((addr, 443), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    s.socket = ctx.wrap_socket(s.socket, server_side=True)
+    s.serve_forever()
+""")
+
+
+def make_ca(d, names):
+    def sh(*argv):
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    sh("openssl", "req", "-x509", *ec, "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days",
+       "1", "-subj", "/CN=qproxy test CA")
+    for n in names:
+        sh("openssl", "req", *ec, "-keyout", d / f"{n}.key", "-out", d / f"{n}.csr", "-subj",
+           f"/CN={n}")
+        (d / f"{n}.ext").write_text(f"subjectAltName=DNS:{n}\n")
+        sh("openssl", "x509", "-req", "-in", d / f"{n}.csr", "-CA", d / "ca.pem", "-CAkey",
+           d / "ca.key", "-CAcreateserial", "-out", d / f"{n}.pem", "-days", "1", "-extfile",
+           d / f"{n}.ext")
+
+
+@pytest.mark.timeout(90)
+def test_two_https_apis_on_443_by_name_through_the_hosts_file(qp, netns, tmp_path):
+    names = {"api-one.qproxy.test": "127.0.0.11", "api-two.qproxy.test": "127.0.0.12"}
+    make_ca(tmp_path, names)
+    script = tmp_path / "tls_server.py"
+    script.write_text(TLS_SERVER)
+    for n, addr in names.items():
+        p = qp.procs.start(f"tls-{n}", [harness.PYTHON, str(script), addr, str(tmp_path / f"{n}.pem"),
+                                        str(tmp_path / f"{n}.key"), f"this is {n}\n"])
+        p.wait_tcp(443)
+    # The enclave's /etc/hosts: `ip netns exec` mounts /etc/netns/NAME/hosts over it.
+    etc = harness.Path("/etc/netns") / netns.name
+    etc.mkdir(parents=True)
+    try:
+        (etc / "hosts").write_text("127.0.0.1 localhost\n10.9.8.7 keep.me.example\n")
+        cfg = qp.config(extra=textwrap.dedent("""\
+            [[outbound_connections]]
+            hostname = "api-one.qproxy.test"
+            vsock_port = 7001
+            tcp_port = 443
+            enclave_address = "127.0.0.2"
+
+            [[outbound_connections]]
+            hostname = "api-two.qproxy.test"
+            vsock_port = 7002
+            tcp_port = 443
+            enclave_address = "127.0.0.3"
+
+            [enclave]
+            hosts_file = "/etc/hosts"
+            """))
+        # The host half resolves the names through a hosts file of its own.
+        host_hosts = tmp_path / "host-hosts"
+        host_hosts.write_text("".join(f"{a} {n}\n" for n, a in names.items()))
+        host = qp.procs.start(
+            "host", ["unshare", "-m", "sh", "-c",
+                     f"mount --bind {host_hosts} /etc/hosts && exec {qp.binary} host "
+                     f"--config={cfg} --vsock-dir {qp.vsock_dir} 4"],
+            env={"RUST_LOG": "info", "QPROXY_STATUS_SOCKET": str(qp.status_socket())})
+        for vp in (7001, 7002):
+            host.wait_unix(qp.vsock_path(3, vp))
+        enclave = qp.enclave(cfg, wait=False)
+        wait_until(lambda: "wrote the outbound hostnames to /etc/hosts" in enclave.stderr(), 10,
+                   "the enclave half to write its hosts file", watch=[enclave])
+        enclave.wait_tcp(443)
+        hosts = (etc / "hosts").read_text()
+        assert "127.0.0.2\tapi-one.qproxy.test\n127.0.0.3\tapi-two.qproxy.test\n" in hosts
+        assert "10.9.8.7 keep.me.example" in hosts  # the file's other lines are kept
+        for n in names:
+            r = subprocess.run(netns.exec_argv(["curl", "-sS", "--max-time", "10", "--cacert",
+                                                str(tmp_path / "ca.pem"), f"https://{n}/"]),
+                               capture_output=True, text=True, timeout=20,
+                               preexec_fn=harness.VSOCK_GUARD.apply)
+            assert r.returncode == 0, r.stderr + host.stderr() + enclave.stderr()
+            assert r.stdout == f"this is {n}\n"
+        # A second start replaces its block rather than adding one.
+        enclave.stop()
+        (etc / "hosts").write_text(hosts.replace("keep.me.example", "kept.again.example"))
+        again = qp.enclave(cfg, wait=False, name="enclave2")
+        wait_until(lambda: "wrote the outbound hostnames" in again.stderr(), 10,
+                   "the second enclave half to write the hosts file", watch=[again])
+        text = (etc / "hosts").read_text()
+        assert text.count("# BEGIN qproxy") == 1 and text.count("api-one.qproxy.test") == 1
+        assert "kept.again.example" in text
+    finally:
+        (etc / "hosts").unlink(missing_ok=True)
+        etc.rmdir()

@@ -1,0 +1,212 @@
+/* Control messages: every type round-trips, hostile bytes are refused, and config differences are named. */
+// clang-format off
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+// clang-format on
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cbor.h"
+#include "control.h"
+#include "message.h"
+
+static uint8_t buf[MSG_MAX];
+
+static struct rule in_rule(uint32_t vsock, uint16_t host, uint16_t enclave)
+{
+	return (struct rule){.dir = RULE_INBOUND, .vsock_port = vsock, .host_port = host,
+			     .enclave_port = enclave};
+}
+
+static struct rule out_rule(uint32_t vsock, const char *name, uint16_t port, uint32_t addr)
+{
+	struct rule r = {.dir = RULE_OUTBOUND, .vsock_port = vsock, .tcp_port = port,
+			 .enclave_address = addr};
+	snprintf(r.hostname, sizeof(r.hostname), "%s", name);
+	return r;
+}
+
+static void decode_ok(size_t n, struct msg *m)
+{
+	char err[128];
+
+	assert_true(n > 0);
+	int rc = msg_decode(buf, n, m, err, sizeof(err));
+	if (rc != 0)
+		print_error("decode: %s\n", err);
+	assert_int_equal(rc, 0);
+}
+
+static void hello_round_trip(void **state)
+{
+	struct rule rules[] = {in_rule(9000, 80, 8080), out_rule(7777, "api.example.com", 443, 0x7f000002)};
+	struct msg m = {.type = MSG_HELLO, .proto = MSG_PROTO, .role = 1, .rules = rules, .nrules = 2};
+	struct msg d;
+
+	(void)state;
+	strcpy(m.version, "9.8.7");
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.type, MSG_HELLO);
+	assert_int_equal(d.proto, MSG_PROTO);
+	assert_int_equal(d.role, 1);
+	assert_string_equal(d.version, "9.8.7");
+	assert_int_equal(d.nrules, 2);
+	assert_int_equal(d.rules[0].dir, RULE_INBOUND);
+	assert_int_equal(d.rules[0].vsock_port, 9000);
+	assert_int_equal(d.rules[0].host_port, 80);
+	assert_int_equal(d.rules[0].enclave_port, 8080);
+	assert_int_equal(d.rules[1].dir, RULE_OUTBOUND);
+	assert_string_equal(d.rules[1].hostname, "api.example.com");
+	assert_int_equal(d.rules[1].tcp_port, 443);
+	assert_int_equal(d.rules[1].enclave_address, 0x7f000002);
+	msg_free(&d);
+}
+
+static void other_types_round_trip(void **state)
+{
+	struct msg_stat st[2] = {{9000, 1, 2, 3, 4, 5}, {7777, 0, UINT64_MAX, 0, 1ull << 40, 7}};
+	struct msg m = {.type = MSG_LOG, .level = 2};
+	struct msg d;
+
+	(void)state;
+	strcpy(m.text, "2026-11-22T19:16:14.400Z WARN  something; with \"quotes\"");
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.type, MSG_LOG);
+	assert_int_equal(d.level, 2);
+	assert_string_equal(d.text, m.text);
+	msg_free(&d);
+
+	m = (struct msg){.type = MSG_STATS, .seq = 42, .stats = st, .nstats = 2};
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.seq, 42);
+	assert_int_equal(d.nstats, 2);
+	assert_memory_equal(d.stats, st, sizeof(st));
+	msg_free(&d);
+
+	for (unsigned t = MSG_HEARTBEAT; t <= MSG_STATS_REQ; t++) {
+		m = (struct msg){.type = t, .seq = 1u << 31};
+		decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+		assert_int_equal(d.type, t);
+		assert_int_equal(d.seq, 1u << 31);
+		msg_free(&d);
+	}
+}
+
+/* A later version's keys, integer or text, are skipped; what we know still arrives. */
+static void unknown_keys_ignored(void **state)
+{
+	struct cbor_enc e;
+	struct msg d;
+
+	(void)state;
+	cbor_enc_init(&e, buf, sizeof(buf));
+	cbor_put_map(&e, 4);
+	cbor_put_uint(&e, 99);
+	cbor_put_array(&e, 2);
+	cbor_put_cstr(&e, "x");
+	cbor_put_map(&e, 0);
+	cbor_put_uint(&e, 0);
+	cbor_put_uint(&e, MSG_HEARTBEAT);
+	cbor_put_cstr(&e, "future");
+	cbor_put_bytes(&e, "\1\2", 2);
+	cbor_put_uint(&e, 7);
+	cbor_put_uint(&e, 5);
+	decode_ok(cbor_enc_done(&e), &d);
+	assert_int_equal(d.type, MSG_HEARTBEAT);
+	assert_int_equal(d.seq, 5);
+	msg_free(&d);
+}
+
+static void expect_refused(const uint8_t *p, size_t n, const char *want)
+{
+	struct msg d;
+	char err[128];
+
+	memcpy(buf, p, n);
+	assert_int_equal(msg_decode(buf, n, &d, err, sizeof(err)), -1);
+	if (!strstr(err, want))
+		print_error("error \"%s\" lacks \"%s\"\n", err, want);
+	assert_non_null(strstr(err, want));
+	msg_free(&d);
+}
+
+static void hostile_input_refused(void **state)
+{
+	(void)state;
+	expect_refused((const uint8_t *)"\xa1\x07", 2, "");                 /* truncated */
+	expect_refused((const uint8_t *)"\xa0", 1, "without a type");        /* no type */
+	expect_refused((const uint8_t *)"\x80", 1, "expected a map");        /* not a map */
+	expect_refused((const uint8_t *)"\xa1\x00\x61x", 4, "type");         /* type not a uint */
+	/* 2^32 rules claimed in a few bytes: refused before anything is allocated. */
+	expect_refused((const uint8_t *)"\xa2\x00\x01\x04\x9a\xff\xff\xff\xff", 9, "");
+	/* A rule without a direction. */
+	expect_refused((const uint8_t *)"\xa2\x00\x01\x04\x81\xa1\x01\x05", 8, "direction");
+	/* A port past 65535. */
+	expect_refused((const uint8_t *)"\xa2\x00\x01\x04\x81\xa2\x00\x00\x02\x1a\x00\x01\x00\x00",
+		       14, "port");
+	/* Nesting past the message's depth. */
+	expect_refused((const uint8_t *)"\xa1\x63\x78\x78\x78\x81\x81\x81\x81\x81\x00", 11, "");
+	/* Text with a NUL inside, and text longer than the field. */
+	expect_refused((const uint8_t *)"\xa2\x00\x02\x06\x63\x61\x00\x62", 8, "text");
+	uint8_t big[40] = {0xa2, 0x00, 0x01, 0x02, 0x78, 32};
+	memset(big + 6, 'v', 32);
+	expect_refused(big, 38, "version");
+	/* Every prefix of a valid message is refused. */
+	struct rule rules[] = {out_rule(7777, "api.example.com", 443, 0x7f000001)};
+	struct msg m = {.type = MSG_HELLO, .proto = 1, .rules = rules, .nrules = 1};
+	uint8_t whole[512];
+	size_t n = msg_encode(&m, whole, sizeof(whole));
+	for (size_t k = 0; k < n; k++)
+		expect_refused(whole, k, "");
+}
+
+static char lines[8][512];
+static size_t nlines;
+
+static void collect(void *arg, const char *line)
+{
+	(void)arg;
+	snprintf(lines[nlines++ % 8], sizeof(lines[0]), "%s", line);
+}
+
+static void diff_names_each_difference(void **state)
+{
+	struct rule host[] = {in_rule(9000, 80, 80), out_rule(7777, "api.example.com", 443, 0x7f000001),
+			      in_rule(9001, 81, 81)};
+	struct rule encl[] = {in_rule(9000, 8080, 80), out_rule(7777, "api.other.com", 443, 0x7f000001),
+			      out_rule(7778, "new.example.com", 8443, 0x7f000002)};
+
+	(void)state;
+	nlines = 0;
+	assert_int_equal(control_diff(host, 3, host, 3, collect, NULL), 0);
+	assert_int_equal(control_diff(host, 3, encl, 3, collect, NULL), 4);
+	assert_string_equal(lines[0], "config mismatch: inbound rule vsock_port 9000 (host 0.0.0.0:80 -> "
+				      "enclave 127.0.0.1:80): host_port is 80 in the host's config, "
+				      "8080 in the enclave's");
+	assert_string_equal(lines[1], "config mismatch: outbound rule vsock_port 7777 (enclave "
+				      "127.0.0.1:443 -> api.example.com:443): hostname is "
+				      "\"api.example.com\" in the host's config, \"api.other.com\" in "
+				      "the enclave's");
+	assert_string_equal(lines[2], "config mismatch: the host has inbound rule vsock_port 9001 "
+				      "(host 0.0.0.0:81 -> enclave 127.0.0.1:81), the enclave does not");
+	assert_string_equal(lines[3], "config mismatch: the enclave has outbound rule vsock_port 7778 "
+				      "(enclave 127.0.0.2:8443 -> new.example.com:8443), the host does "
+				      "not");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(hello_round_trip),
+		cmocka_unit_test(other_types_round_trip),
+		cmocka_unit_test(unknown_keys_ignored),
+		cmocka_unit_test(hostile_input_refused),
+		cmocka_unit_test(diff_names_each_difference),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
