@@ -26,7 +26,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=build/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all static test test-unit test-config test-e2e test-vm fuzz demo deps clean format
+.PHONY: all static test test-unit test-sanitize test-config test-e2e test-vm fuzz demo deps clean format
 
 all: build/qproxy
 
@@ -55,7 +55,17 @@ build/tests/%: tests/unit/%.c $(LIB_OBJS) | build/tests build/.deps-all
 	$(CC) $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS) $(TEST_LDLIBS) -lcmocka
 
 # libcbor is the codec's reference in its tests, never a dependency of qproxy itself.
-build/tests/test_cbor: TEST_LDLIBS = -lcbor
+build/tests/test_cbor build/asan/test_cbor: TEST_LDLIBS = -lcbor
+
+# The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
+SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+build/asan/%: tests/unit/%.c $(LIB_SRCS) $(wildcard src/*.h) | build/.deps-all
+	@mkdir -p build/asan
+	clang $(CPPFLAGS) $(SAN_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) $(LDLIBS) $(TEST_LDLIBS) -lcmocka
+
+test-sanitize: $(UNIT_SRCS:tests/unit/%.c=build/asan/%)
+	@set -e; for t in $^; do echo "== $$t"; $$t; done
 
 build build/obj build/tests:
 	mkdir -p $@
@@ -66,7 +76,7 @@ build/.deps-%: scripts/install-deps.sh | build
 	scripts/install-deps.sh $*
 	touch $@
 
-test: test-unit test-config test-e2e test-vm fuzz
+test: test-unit test-sanitize test-config test-e2e test-vm fuzz
 
 test-unit: $(UNIT_BINS) | build/.deps-all
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

@@ -278,3 +278,59 @@ def test_two_https_apis_on_443_by_name_through_the_hosts_file(qp, netns, tmp_pat
     finally:
         (etc / "hosts").unlink(missing_ok=True)
         etc.rmdir()
+
+
+def frame(payload):
+    return len(payload).to_bytes(4, "big") + payload
+
+
+HELLO_HEAD = bytes([0xa1, 0x00, 0x01])  # {0: 1}: a HELLO with nothing in it
+
+
+@pytest.mark.parametrize("bad,why", [
+    ((100000).to_bytes(4, "big") + b"x" * 16, "protocol error: a message of 100000 bytes"),
+    (frame(b"\xa1\x00\x5b\xff\xff\xff\xff\xff\xff\xff\xff"), "protocol error:"),
+    (frame(b"\x81" * 40), "protocol error:"),
+])
+def test_host_half_drops_a_hostile_control_peer_and_keeps_serving(qp, bad, why):
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    qp.server("echo", 6000)
+    host = qp.host(cfg)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(qp.vsock_path(3, 6666)))  # where the host half's control port is emulated
+        s.sendall(frame(HELLO_HEAD))
+        s.sendall(bad)
+        wait_until(lambda: why in host.stderr(), 5, f"the host half to log '{why}'")
+        recv_all(s)  # returns only at EOF, raises on timeout: the host half closed the link
+    assert host.alive()
+    qp.enclave(cfg)
+    qp.wait_linked(host)
+    echo_once(hp, b"still serving")
+
+
+def test_enclave_half_drops_a_hostile_host_and_reconnects(qp):
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    qp.server("echo", 6000)
+    # A fake host half on the control port: it answers the enclave with a frame too large.
+    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fake.bind(str(qp.vsock_path(3, 6666)))
+    fake.listen(1)
+    fake.settimeout(10)
+    enclave = qp.enclave(cfg)
+    conn, _ = fake.accept()
+    with conn:
+        conn.settimeout(5)
+        conn.sendall((1 << 31).to_bytes(4, "big"))
+        wait_until(lambda: "protocol error: a message of 2147483648 bytes" in enclave.stderr(), 5,
+                   "the enclave half to refuse the frame")
+        recv_all(conn)  # returns only at EOF: the enclave half dropped the link
+    fake.close()
+    harness.os.unlink(qp.vsock_path(3, 6666))
+    assert enclave.alive()
+    # The real host half arrives: the enclave half finds it by itself.
+    host = qp.host(cfg)
+    qp.wait_linked(host, timeout=15)
+    echo_once(hp, b"after the impostor")
