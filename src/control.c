@@ -179,14 +179,12 @@ static void ring_flush(struct control *ctl)
 		ctl->ring_head = (ctl->ring_head + 1) % RING_LINES;
 		ctl->ring_n--;
 	}
-	if (ctl->up && ctl->dropped > 0) {
-		char text[128];
-		int n = snprintf(text, sizeof(text),
-				 "control: %llu log lines were dropped while the host half was "
-				 "unreachable",
-				 (unsigned long long)ctl->dropped);
-		if (send_log(ctl, LOG_WARN, text, (size_t)n))
-			ctl->dropped = 0;
+	if (ctl->up && ctl->ring_n == 0 && ctl->dropped > 0) {
+		uint64_t n = ctl->dropped;
+		ctl->dropped = 0;
+		/* A line like any other: here, and through the sink to the host. */
+		log_warn(0, "control: %llu log lines were dropped while the host half was unreachable",
+			 (unsigned long long)n);
 	}
 }
 

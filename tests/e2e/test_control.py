@@ -334,3 +334,26 @@ def test_enclave_half_drops_a_hostile_host_and_reconnects(qp):
     host = qp.host(cfg)
     qp.wait_linked(host, timeout=15)
     echo_once(hp, b"after the impostor")
+
+
+def test_lines_past_the_ring_are_counted_not_lost_silently(qp, netns):
+    port = free_tcp_port()
+    cfg = qp.config(outbound=[("127.0.0.1", 9001, port)])
+    enclave = qp.enclave(cfg, env={"RUST_LOG": "warn"})
+    # 200 refused connects while no host half runs: 200 warnings, more than the ring holds.
+    for _ in range(200):
+        with netns.connect("127.0.0.1", port) as s:
+            s.settimeout(5)
+            recv_all(s)
+    wait_until(lambda: enclave.stderr().count("connect: Connection refused") == 200, 10,
+               "the enclave half to log 200 refused connects")
+    host = qp.host(cfg)
+    qp.wait_linked(host)
+    m = wait_until(lambda: re.search(r"\[enclave\] control: (\d+) log lines were dropped while "
+                                     r"the host half was unreachable", host.stderr()), 5,
+                   "the count of dropped lines")
+    kept = len(re.findall(r"\[enclave\] c\d+ outbound", host.stderr()))
+    assert kept == 128, f"{kept} of the enclave's connection lines arrived, not the ring's 128"
+    # The newest lines are the ones kept, and with the count nothing is unaccounted for.
+    assert "[enclave] c200 outbound 9001" in host.stderr()
+    assert int(m.group(1)) + kept == 200
