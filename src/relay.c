@@ -1,6 +1,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -8,13 +9,35 @@
 #include <unistd.h>
 
 /*
- * Drained buffers go back to a small free list: a busy connection reuses
- * one without touching malloc, an idle one holds none.
+ * Drained buffers and empty kernel pipes go back to small free lists: a busy
+ * connection reuses one without a syscall or malloc, an idle one holds none.
  */
 #define POOL_MAX 64
+#define PIPES_MAX 32
 
 static void *pool[POOL_MAX];
 static unsigned pool_n;
+static int pipes[PIPES_MAX][2];
+static unsigned pipes_n;
+static unsigned relays_live;
+static bool no_splice;
+
+void relay_use_splice(bool on)
+{
+	no_splice = !on;
+}
+
+/* With no connection left, the pools go too: an idle proxy holds nothing it does not need. */
+static void pools_drain(void)
+{
+	while (pool_n > 0)
+		free(pool[--pool_n]);
+	while (pipes_n > 0) {
+		pipes_n--;
+		close(pipes[pipes_n][0]);
+		close(pipes[pipes_n][1]);
+	}
+}
 
 static char *buf_get(void)
 {
@@ -36,18 +59,86 @@ unsigned relay_pool_free(void)
 	return pool_n;
 }
 
-static bool pipe_wants_read(const struct pipe *p)
+static int kpipe_get(int kp[2])
 {
-	return !p->eof && p->off + p->len < RELAY_BUF;
+	if (pipes_n > 0) {
+		pipes_n--;
+		kp[0] = pipes[pipes_n][0];
+		kp[1] = pipes[pipes_n][1];
+		return 0;
+	}
+	if (pipe2(kp, O_NONBLOCK | O_CLOEXEC) != 0)
+		return -1;
+	/* The pipe holds what a buffer would, so backpressure is the same either way. */
+	fcntl(kp[0], F_SETPIPE_SZ, RELAY_BUF);
+	return 0;
 }
 
-static void relay_fail(struct relay *r, enum relay_side side, int err);
+/* Only an empty pipe can be reused. */
+static void kpipe_put(int kp[2], bool empty)
+{
+	if (kp[0] < 0)
+		return;
+	if (empty && pipes_n < PIPES_MAX) {
+		pipes[pipes_n][0] = kp[0];
+		pipes[pipes_n][1] = kp[1];
+		pipes_n++;
+	} else {
+		close(kp[0]);
+		close(kp[1]);
+	}
+	kp[0] = kp[1] = -1;
+}
+
+static bool pipe_wants_read(const struct pipe *p)
+{
+	return !p->eof && !p->full && p->off + p->len < RELAY_BUF;
+}
+
+/* EINVAL: these sockets cannot splice (AF_VSOCK before Linux 6.x, say). */
+static bool splice_unsupported(int err)
+{
+	return err == EINVAL || err == ENOSYS || err == EOPNOTSUPP;
+}
+
+/* The bytes in the kernel pipe go to a buffer, and the pipe goes to read/write for good. */
+static int pipe_to_copy(struct pipe *p)
+{
+	p->copy = true;
+	if (p->kp[0] < 0)
+		return 0;
+	if (p->len > 0) {
+		p->buf = buf_get();
+		if (!p->buf)
+			return -1;
+		p->off = 0;
+		ssize_t n = read(p->kp[0], p->buf, p->len);
+		if (n != (ssize_t)p->len)
+			return -1;
+	}
+	kpipe_put(p->kp, true);
+	return 0;
+}
+
+static ssize_t pipe_write_some(struct pipe *p)
+{
+	if (!p->copy && p->kp[0] >= 0) {
+		ssize_t n = splice(p->kp[0], NULL, p->to, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n >= 0 || !splice_unsupported(errno))
+			return n;
+		if (pipe_to_copy(p) != 0) {
+			errno = EIO;
+			return -1;
+		}
+	}
+	return send(p->to, p->buf + p->off, p->len, MSG_NOSIGNAL);
+}
 
 /* Write what the pipe holds; at EOF with nothing left, pass the EOF on. */
 static int pipe_flush(struct pipe *p)
 {
 	while (p->len > 0) {
-		ssize_t n = send(p->to, p->buf + p->off, p->len, MSG_NOSIGNAL);
+		ssize_t n = pipe_write_some(p);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -55,15 +146,18 @@ static int pipe_flush(struct pipe *p)
 				return 0;
 			return -1;
 		}
-		p->off += (uint32_t)n;
+		if (p->buf)
+			p->off += (uint32_t)n;
 		p->len -= (uint32_t)n;
 		p->bytes += (uint64_t)n;
+		p->full = false;
 	}
 	if (p->buf) {
 		buf_put(p->buf);
 		p->buf = NULL;
 		p->off = 0;
 	}
+	kpipe_put(p->kp, true);
 	if (p->eof && !p->shut) {
 		/* A peer that already reset cannot take our FIN; either way this pipe is done. */
 		shutdown(p->to, SHUT_WR);
@@ -72,15 +166,36 @@ static int pipe_flush(struct pipe *p)
 	return 0;
 }
 
-static int pipe_fill(struct pipe *p)
+static ssize_t pipe_read_some(struct pipe *p)
 {
+	if (!p->copy && !p->buf) {
+		if (p->kp[0] < 0 && kpipe_get(p->kp) != 0) {
+			p->copy = true; /* out of fds: the buffer still works */
+		} else {
+			ssize_t n = splice(p->from, NULL, p->kp[1], NULL, RELAY_BUF - p->len,
+					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n >= 0 || !splice_unsupported(errno))
+				return n;
+			if (pipe_to_copy(p) != 0) {
+				errno = EIO;
+				return -1;
+			}
+		}
+	}
 	if (!p->buf) {
 		p->buf = buf_get();
-		if (!p->buf)
-			return 0; /* try again on the next readiness; memory may come back */
+		if (!p->buf) {
+			errno = EAGAIN; /* try again on the next readiness; memory may come back */
+			return -1;
+		}
 	}
+	return read(p->from, p->buf + p->off + p->len, RELAY_BUF - p->off - p->len);
+}
+
+static int pipe_fill(struct pipe *p)
+{
 	for (;;) {
-		ssize_t n = read(p->from, p->buf + p->off + p->len, RELAY_BUF - p->off - p->len);
+		ssize_t n = pipe_read_some(p);
 		if (n > 0) {
 			p->len += (uint32_t)n;
 			return 0;
@@ -91,8 +206,16 @@ static int pipe_fill(struct pipe *p)
 		}
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			/*
+			 * A kernel pipe counts slots, not bytes: with small segments it fills
+			 * before RELAY_BUF, and splice says EAGAIN while the socket is still
+			 * readable. Polling it then would spin.
+			 */
+			if (!p->copy && p->len > 0)
+				p->full = true;
 			return 0;
+		}
 		return -1;
 	}
 }
@@ -121,6 +244,7 @@ static void relay_close(struct relay *r)
 			buf_put(p->buf);
 			p->buf = NULL;
 		}
+		kpipe_put(p->kp, p->len == 0);
 		loop_del(r->loop, r->fd[i]);
 	}
 	/*
@@ -134,6 +258,8 @@ static void relay_close(struct relay *r)
 	close(r->fd[0]);
 	close(r->fd[1]);
 	r->fd[0] = r->fd[1] = -1;
+	if (--relays_live == 0)
+		pools_drain();
 	r->done = true;
 	loop_defer(r->loop, &r->defer);
 }
@@ -190,8 +316,8 @@ int relay_start(struct relay *r, struct loop *l, int client, int server, void (*
 	*r = (struct relay){
 		.loop = l,
 		.fd = {client, server},
-		.up = {.from = client, .to = server},
-		.down = {.from = server, .to = client},
+		.up = {.from = client, .to = server, .kp = {-1, -1}, .copy = no_splice},
+		.down = {.from = server, .to = client, .kp = {-1, -1}, .copy = no_splice},
 		.on_done = on_done,
 		.defer = {.fn = relay_finish},
 	};
@@ -201,5 +327,6 @@ int relay_start(struct relay *r, struct loop *l, int client, int server, void (*
 		loop_del(l, client);
 		return -1;
 	}
+	relays_live++;
 	return 0;
 }

@@ -9,9 +9,18 @@
 /* Bytes one direction may hold in flight; the buffer exists only while it does. */
 #define RELAY_BUF (64 * 1024)
 
-/* One direction: bytes read from `from` wait in buf[off, off+len) to be written to `to`. */
+/*
+ * One direction: bytes from `from` wait to be written to `to`, len of them.
+ * They wait in a kernel pipe, moved by splice(2) without a copy through user
+ * space; or, where the kernel cannot splice these sockets, in buf[off, off+len)
+ * by read and write. Either is taken from a pool when bytes arrive and given
+ * back when they have all left.
+ */
 struct pipe {
 	int from, to;
+	int kp[2]; /* the kernel pipe, or -1 */
+	bool copy; /* splice failed here: read/write from now on */
+	bool full; /* the kernel pipe took no more: wait for a write before reading again */
 	char *buf;
 	uint32_t off, len;
 	bool eof;  /* from has no more bytes */
@@ -46,5 +55,8 @@ void relay_abort(struct relay *r, enum relay_side side, int err);
 
 /* Buffers cached for reuse, for tests and status. */
 unsigned relay_pool_free(void);
+
+/* splice(2) where the kernel can (the default), or read/write only: for tests and comparisons. */
+void relay_use_splice(bool on);
 
 #endif

@@ -25,7 +25,7 @@ SERVERS = E2E / "servers.py"
 
 # Environment variables qproxy reads; removed from every child's environment so
 # that the caller's shell cannot change what a test runs.
-QPROXY_ENV = ("QPROXY_VSOCK_DIR", "QPROXY_STATUS_SOCKET", "QPROXY_CID", "QPROXY_LISTEN_CID", "QPROXY_PARENT_CID",
+QPROXY_ENV = ("QPROXY_VSOCK_DIR", "QPROXY_STATUS_SOCKET", "QPROXY_SPLICE", "QPROXY_CID", "QPROXY_LISTEN_CID", "QPROXY_PARENT_CID",
               "QPROXY_CONTROL_PORT", "RUST_LOG", "TOKIO_WORKER_THREADS")
 
 _libc = ctypes.CDLL(None, use_errno=True)

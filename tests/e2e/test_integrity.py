@@ -15,13 +15,14 @@ CHUNK = 1 << 20
 
 
 @pytest.mark.timeout(120)
-def test_256_MiB_both_directions_at_once(qp):
+@pytest.mark.parametrize("splice", ["1", "0"], ids=["splice", "read-write"])
+def test_256_MiB_both_directions_at_once(qp, splice):
     host_port = free_tcp_port()
     cfg = qp.config(inbound=[(host_port, 6000, 9000)])
     # The server sends NBYTES while reading ours to EOF, then a trailer with both digests.
     qp.server("duplex", 6000, NBYTES)
-    qp.enclave(cfg)
-    qp.host(cfg)
+    qp.enclave(cfg, env={"QPROXY_SPLICE": splice})
+    qp.host(cfg, env={"QPROXY_SPLICE": splice})
 
     s = socket.create_connection(("127.0.0.1", host_port), timeout=10)
     s.settimeout(60)

@@ -104,9 +104,11 @@ static void both_ways(void **state)
 	assert_int_equal(n, 5);
 	assert_memory_equal(buf, "pong!", 5);
 
-	/* Drained: no buffer is held while nothing is in flight. */
+	/* Drained: no buffer and no kernel pipe is held while nothing is in flight. */
 	assert_null(g->relay.up.buf);
 	assert_null(g->relay.down.buf);
+	assert_int_equal(g->relay.up.kp[0], -1);
+	assert_int_equal(g->relay.down.kp[0], -1);
 	assert_int_equal(g->relay.up.bytes, 4);
 	assert_int_equal(g->relay.down.bytes, 5);
 }
@@ -219,6 +221,21 @@ static void both_eof(void **state)
 	assert_int_equal(fcntl(g->pfd[1], F_GETFD), -1);
 }
 
+static int with_splice(void **state)
+{
+	(void)state;
+	relay_use_splice(true);
+	return 0;
+}
+
+static int with_copy(void **state)
+{
+	(void)state;
+	relay_use_splice(false);
+	return 0;
+}
+
+/* Each test twice: through kernel pipes with splice, and through buffers with read/write. */
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,5 +246,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(both_eof, setup, teardown),
 	};
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests_name("splice", tests, with_splice, NULL) |
+	       cmocka_run_group_tests_name("read/write", tests, with_copy, NULL);
 }
