@@ -26,7 +26,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=build/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all static test test-unit test-sanitize test-config test-e2e test-vm fuzz demo deps clean format
+.PHONY: all static test test-unit test-sanitize test-e2e-asan test-config test-e2e test-vm fuzz demo deps clean format
 
 all: build/qproxy
 
@@ -66,6 +66,14 @@ build/asan/%: tests/unit/%.c $(LIB_SRCS) $(wildcard src/*.h) | build/.deps-all
 
 test-sanitize: $(UNIT_SRCS:tests/unit/%.c=build/asan/%)
 	@set -e; for t in $^; do echo "== $$t"; $$t; done
+
+# The whole binary under ASan and UBSan, for the end-to-end suite (make test-e2e-asan).
+build/qproxy-asan: $(SRCS) $(wildcard src/*.h) | build/.deps-all
+	clang $(CPPFLAGS) $(SAN_FLAGS) -o $@ $(SRCS) $(LDLIBS)
+
+test-e2e-asan: build/qproxy-asan | build/.deps-all
+	ASAN_OPTIONS=abort_on_error=0:exitcode=86 UBSAN_OPTIONS=halt_on_error=1:exitcode=87 \
+		QPROXY_E2E_BINARIES=$(CURDIR)/build/qproxy-asan $(PYTHON) -m pytest -q tests/e2e
 
 build build/obj build/tests:
 	mkdir -p $@

@@ -42,6 +42,7 @@ struct proxy {
 	struct listener *ln;
 	size_t n;
 	unsigned long next_id;
+	struct conn *conns; /* every open connection, so that none outlives proxy_free() */
 };
 
 enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_RELAYING };
@@ -63,6 +64,7 @@ struct conn {
 	char peer[NET_ADDR_LEN];
 	char far[CONFIG_STR_MAX + NET_ADDR_LEN + 4];
 	struct loop_defer free_d;
+	struct conn *prev, *next; /* in px->conns */
 };
 
 static void conn_attempt(struct conn *c);
@@ -72,6 +74,12 @@ static void conn_free(struct loop_defer *d)
 {
 	struct conn *c = (struct conn *)((char *)d - offsetof(struct conn, free_d));
 
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->ln->px->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	if (c->ai)
 		freeaddrinfo(c->ai);
 	free(c);
@@ -96,20 +104,31 @@ static const char *hint(const struct conn *c, int err)
 	return "";
 }
 
+/* Before the relay: stop the timer and the lookup, close whatever is open. */
+static void conn_drop(struct conn *c)
+{
+	struct loop *l = c->ln->px->loop;
+
+	loop_timer_stop(l, &c->timer);
+	if (c->rq)
+		resolve_cancel(c->rq);
+	c->rq = NULL;
+	if (c->sfd >= 0) {
+		loop_del(l, c->sfd);
+		close(c->sfd);
+	}
+	if (c->cfd >= 0)
+		close(c->cfd);
+	c->sfd = c->cfd = -1;
+}
+
 /* Give up on the far side: one line says why, and the client is closed at once. */
 static void conn_give_up(struct conn *c, const char *what, const char *why, const char *help)
 {
 	struct loop *l = c->ln->px->loop;
 
 	log_warn(c->id, "%s: %s -> %s: %s: %s%s", c->ln->label, c->peer, c->far, what, why, help);
-	loop_timer_stop(l, &c->timer);
-	if (c->rq)
-		resolve_cancel(c->rq);
-	if (c->sfd >= 0) {
-		loop_del(l, c->sfd);
-		close(c->sfd);
-	}
-	close(c->cfd);
+	conn_drop(c);
 	c->ln->stats.open--;
 	c->ln->stats.failed++;
 	loop_defer(l, &c->free_d);
@@ -310,6 +329,10 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
 	}
 	c->ln = ln;
 	c->id = ++px->next_id;
+	c->next = px->conns;
+	if (px->conns)
+		px->conns->prev = c;
+	px->conns = c;
 	c->cfd = fd;
 	c->sfd = -1;
 	c->start = loop_now();
@@ -469,10 +492,22 @@ void proxy_close(struct proxy *px)
 	}
 }
 
+/* At exit: every connection closed and freed, wherever it was. */
+static void conn_destroy(struct conn *c)
+{
+	if (c->state == CONN_RELAYING)
+		relay_abort(&c->relay, RELAY_CLIENT, ECONNABORTED); /* closes both fds */
+	else
+		conn_drop(c);
+	conn_free(&c->free_d);
+}
+
 void proxy_free(struct proxy *px)
 {
 	if (!px)
 		return;
+	while (px->conns)
+		conn_destroy(px->conns);
 	proxy_close(px);
 	free(px->ln);
 	free(px);

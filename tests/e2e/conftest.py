@@ -114,6 +114,13 @@ def procs(request, tmp_path, netns):
     finally:
         signal.alarm(0)  # the test is over; its deadline must not cut the cleanup short
         ps.stop_all()
+    # Under the sanitized build (make test-e2e-asan) any report fails the test, even one
+    # from a process whose exit status the test did not look at.
+    for p in ps.all:
+        text = p.stderr()
+        if "ERROR: AddressSanitizer" in text or "ERROR: LeakSanitizer" in text or \
+                "runtime error:" in text:
+            pytest.fail(f"{p.name}: sanitizer report:\n{text[-4000:]}")
 
 
 @pytest.fixture
