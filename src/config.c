@@ -497,11 +497,19 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 	size_t m = 0;
 	for (size_t i = 1; i < n - 1; i++) {
 		if (v[i] == '\\') {
-			if (v[i + 1] != '"' && v[i + 1] != '\\')
+			unsigned char e = (unsigned char)v[i + 1];
+			if (e != '"' && e != '\\') {
+				/* As the user can read it: a byte that is not plain ASCII, in hex. */
+				char shown[8];
+				if (e > 0x20 && e < 0x7f)
+					snprintf(shown, sizeof(shown), "%c", e);
+				else
+					snprintf(shown, sizeof(shown), "x%02x", e);
 				return error_at(p, p->line,
-						"%s: bad escape \\%c in string (only \\\" and \\\\ "
+						"%s: bad escape \\%s in string (only \\\" and \\\\ "
 						"are allowed)",
-						k->name, v[i + 1]);
+						k->name, shown);
+			}
 			i++;
 		}
 		s[m++] = v[i];
