@@ -5,8 +5,9 @@
 #include <stdint.h>
 
 /*
- * One poll() loop: registered fds with callbacks, one-shot timers on
- * CLOCK_MONOTONIC, and deferred work that runs after each dispatch pass.
+ * One event loop: registered fds with callbacks (epoll, level-triggered, with
+ * poll()'s event names and meaning), one-shot timers on CLOCK_MONOTONIC, and
+ * deferred work that runs after each dispatch pass.
  */
 struct loop;
 
@@ -34,7 +35,7 @@ void loop_set(struct loop *l, int fd, short events);
 void loop_del(struct loop *l, int fd);
 /*
  * Stop polling fd for ms, then poll it for what it was polled for before. For a
- * listener out of fds or memory: still ready, it would make poll() spin.
+ * listener out of fds or memory: still ready, it would make the loop spin.
  */
 void loop_pause(struct loop *l, int fd, int64_t ms);
 
@@ -52,11 +53,11 @@ void loop_defer(struct loop *l, struct loop_defer *d);
 
 /*
  * Block sig and have loop_run() return it when it arrives. Blocked outside
- * ppoll(), a signal can never slip in between a check and the wait.
+ * epoll_pwait(), a signal can never slip in between a check and the wait.
  */
 int loop_catch_signal(struct loop *l, int sig);
 
-/* One poll (waiting at most max_ms, -1 for no limit) and its dispatch: 0, a caught signal, or -1. */
+/* One wait (at most max_ms, -1 for no limit) and its dispatch: 0, a caught signal, or -1. */
 int loop_once(struct loop *l, int max_ms);
 
 /* Poll and dispatch: returns a caught signal's number, 0 after loop_stop(), -1 on error. */
