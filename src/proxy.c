@@ -149,11 +149,14 @@ static void conn_done(struct relay *r)
 	ln->stats.bytes_up += r->up.bytes;
 	ln->stats.bytes_down += r->down.bytes;
 	if (r->err) {
-		ln->stats.failed++;
-		log_warn(c->id, "%s: closed on error from the %s side: %s; %llu bytes up, %llu down, %lld ms",
-			 ln->label, r->err_side == RELAY_CLIENT ? "client" : "server", strerror(r->err),
-			 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
-			 (long long)ms);
+		/* A client that resets or leaves is routine; trouble on the server's side is not. */
+		bool routine = r->err_side == RELAY_CLIENT && (r->err == ECONNRESET || r->err == EPIPE);
+		ln->stats.failed += !routine;
+		log_msg(routine ? LOG_INFO : LOG_WARN, c->id,
+			"%s: closed on error from the %s side: %s; %llu bytes up, %llu down, %lld ms",
+			ln->label, r->err_side == RELAY_CLIENT ? "client" : "server", strerror(r->err),
+			(unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
+			(long long)ms);
 	} else {
 		log_info(c->id, "%s: closed; %llu bytes up, %llu down, %lld ms", ln->label,
 			 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
