@@ -730,6 +730,16 @@ static int status_listen(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "status socket dir %s: %s", dir, strerror(errno));
 			return -1;
 		}
+		/* Whoever may write in the dir may put a socket of theirs in our place. */
+		struct stat st = {0};
+		if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+		    (st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & 022)) {
+			snprintf(err, errlen,
+				 "status socket dir %s is not a directory that only this user can write "
+				 "(mode %04o): refusing it; give --status-socket a path in one",
+				 dir, (unsigned)(st.st_mode & 07777));
+			return -2;
+		}
 	}
 	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (probe >= 0) {
@@ -812,6 +822,10 @@ int control_start(struct control *ctl, char *err, size_t errlen)
 	if (ctl->o.status_path) {
 		/* Status is a convenience: without it the host half still does its job. */
 		ctl->sfd = status_listen(ctl->o.status_path, why, sizeof(why));
+		if (ctl->sfd == -2) {
+			snprintf(err, errlen, "%s", why);
+			return -1;
+		}
 		if (ctl->sfd < 0)
 			log_warn(0, "control: no qproxy status: %s", why);
 		else if (loop_add(ctl->loop, ctl->sfd, POLLIN, on_status_accept, ctl) != 0)
