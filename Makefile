@@ -26,7 +26,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=build/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all static test test-unit test-sanitize test-e2e-asan test-config test-e2e test-vm fuzz demo deps clean format
+.PHONY: all static test test-unit test-sanitize test-e2e-asan bench bench-quick soak test-config test-e2e test-vm fuzz demo deps clean format
 
 all: build/qproxy
 
@@ -117,6 +117,17 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
 			|| { tail -n 40 build/fuzz/$$t.log; exit 1; }; \
 		tail -n 1 build/fuzz/$$t.log; \
 	done
+
+# Benchmarks print figures side by side with socat and a direct path; never part of make test.
+bench: build/qproxy-static | build/.deps-all
+	bench/run.sh
+
+bench-quick: build/qproxy-static | build/.deps-all
+	bench/run.sh --quick
+
+# Ten minutes of mixed load with byte-exact checks (SOAK_SECONDS to change); not in make test.
+soak: build/qproxy-static | build/.deps-all
+	tests/soak/run.sh
 
 demo: build/qproxy | build/.deps-all
 	scripts/demo.sh build/qproxy

@@ -15,6 +15,20 @@ Modes:
   shutfirst HOST PORT          sends "hello\n" and shuts its write side at once, then reads
                                until EOF and prints "received N bytes sha256 HEX" on stdout.
   accept-only HOST PORT        accepts connections and never reads nor closes them.
+  source HOST PORT NBYTES      sends NBYTES of PATTERN (byte at offset i is i % 256), never
+                               reading; prints "sent N" on stdout at each MiB and at the end,
+                               then shuts its write side and reads until EOF.
+  resetmid HOST PORT NBYTES    sends NBYTES of PATTERN, then resets the connection (SO_LINGER 0
+                               close) without waiting for the client to read; prints
+                               "reset T" with T its time.monotonic() just after the close.
+  stall HOST PORT TRIGGER N    reads N bytes, then neither reads nor writes until the file
+                               TRIGGER exists (at most 300 s); then reads until EOF and answers
+                               "received N bytes sha256 HEX\n" (all bytes, the first N too).
+  whoami HOST PORT NAME        reads until EOF, answers "NAME received N bytes sha256 HEX\n"
+                               and closes: tells a client which server it reached.
+  sized HOST PORT              duplex with the size chosen by the client: reads an 8-byte
+                               big-endian N first, then sends N random bytes while reading the
+                               client's bytes until EOF, then the same 72-byte trailer.
 
 Standard library only. Runs until killed.
 """
@@ -23,6 +37,7 @@ import hashlib
 import os
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -196,6 +211,84 @@ def echo(ls):
             update(conn)
 
 
+PATTERN = bytes(range(256)) * 256  # 64 KiB; the byte at stream offset i is i % 256
+
+
+def source(conn, nbytes):
+    conn.settimeout(300)
+    sent = 0
+    next_report = 1 << 20
+    while sent < nbytes:
+        chunk = PATTERN[:min(len(PATTERN), nbytes - sent)]
+        conn.sendall(chunk)
+        sent += len(chunk)
+        if sent >= next_report:
+            print(f"sent {sent}", flush=True)
+            next_report += 1 << 20
+    print(f"sent {sent}", flush=True)
+    conn.shutdown(socket.SHUT_WR)
+    while conn.recv(1 << 16):
+        pass
+
+
+def resetmid(conn, nbytes):
+    conn.settimeout(60)
+    sent = 0
+    while sent < nbytes:
+        chunk = PATTERN[:min(len(PATTERN), nbytes - sent)]
+        conn.sendall(chunk)
+        sent += len(chunk)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    print(f"reset {time.monotonic():.6f}", flush=True)
+
+
+def stall(conn, trigger, first):
+    conn.settimeout(300)
+    h = hashlib.sha256()
+    n = 0
+    while n < first:
+        d = conn.recv(min(1 << 16, first - n))
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    deadline = time.monotonic() + 300
+    while not os.path.exists(trigger) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    while True:
+        d = conn.recv(1 << 16)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    conn.sendall(b"received %d bytes sha256 %s\n" % (n, h.hexdigest().encode()))
+
+
+def whoami(conn, name):
+    conn.settimeout(60)
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        d = conn.recv(1 << 16)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    conn.sendall(b"%s received %d bytes sha256 %s\n" % (name.encode(), n, h.hexdigest().encode()))
+
+
+def sized(conn):
+    conn.settimeout(120)
+    head = b""
+    while len(head) < 8:
+        d = conn.recv(8 - len(head))
+        if not d:
+            return
+        head += d
+    duplex(conn, int.from_bytes(head, "big"))
+
+
 def main(argv):
     if len(argv) < 4:
         print(__doc__, file=sys.stderr)
@@ -214,6 +307,16 @@ def main(argv):
         serve_threads(ls, shutfirst)
     elif mode == "accept-only":
         accept_only(ls)
+    elif mode == "source":
+        serve_threads(ls, source, int(argv[4]))
+    elif mode == "resetmid":
+        serve_threads(ls, resetmid, int(argv[4]))
+    elif mode == "stall":
+        serve_threads(ls, stall, argv[4], int(argv[5]))
+    elif mode == "whoami":
+        serve_threads(ls, whoami, argv[4])
+    elif mode == "sized":
+        serve_threads(ls, sized)
     else:
         print(f"servers.py: unknown mode {mode}", file=sys.stderr)
         return 2
