@@ -17,6 +17,8 @@
 
 static uint8_t buf[MSG_MAX];
 
+static void collect(void *arg, const char *line);
+
 static struct rule in_rule(uint32_t vsock, uint16_t host, uint16_t enclave)
 {
 	return (struct rule){.dir = RULE_INBOUND, .vsock_port = vsock, .host_port = host,
@@ -122,6 +124,54 @@ static void unknown_keys_ignored(void **state)
 	msg_free(&d);
 }
 
+/*
+ * The message fuzzer's find: a rule carrying the other direction's fields must decode
+ * to its own direction's alone, or two equal configs would read as different.
+ */
+static void foreign_fields_dropped(void **state)
+{
+	struct cbor_enc e;
+	struct msg d;
+
+	(void)state;
+	cbor_enc_init(&e, buf, sizeof(buf));
+	cbor_put_map(&e, 2);
+	cbor_put_uint(&e, 0);
+	cbor_put_uint(&e, MSG_HELLO);
+	cbor_put_uint(&e, 4);
+	cbor_put_array(&e, 2);
+	cbor_put_map(&e, 5); /* inbound, with an outbound rule's tcp_port and hostname */
+	cbor_put_uint(&e, 0);
+	cbor_put_uint(&e, 0);
+	cbor_put_uint(&e, 1);
+	cbor_put_uint(&e, 9000);
+	cbor_put_uint(&e, 2);
+	cbor_put_uint(&e, 80);
+	cbor_put_uint(&e, 4);
+	cbor_put_uint(&e, 443);
+	cbor_put_uint(&e, 5);
+	cbor_put_cstr(&e, "api.example.com");
+	cbor_put_map(&e, 3); /* outbound, with an inbound rule's host_port */
+	cbor_put_uint(&e, 0);
+	cbor_put_uint(&e, 1);
+	cbor_put_uint(&e, 1);
+	cbor_put_uint(&e, 7777);
+	cbor_put_uint(&e, 2);
+	cbor_put_uint(&e, 8080);
+	decode_ok(cbor_enc_done(&e), &d);
+	assert_int_equal(d.rules[0].dir, RULE_INBOUND);
+	assert_int_equal(d.rules[0].host_port, 80);
+	assert_int_equal(d.rules[0].tcp_port, 0);
+	assert_string_equal(d.rules[0].hostname, "");
+	assert_int_equal(d.rules[1].dir, RULE_OUTBOUND);
+	assert_int_equal(d.rules[1].vsock_port, 7777);
+	assert_int_equal(d.rules[1].host_port, 0);
+	/* Two rules equal in their own fields show no difference, whatever else was sent. */
+	struct rule mine[] = {in_rule(9000, 80, 0), out_rule(7777, "", 0, 0)};
+	assert_int_equal(control_diff(mine, 2, d.rules, 2, collect, NULL), 0);
+	msg_free(&d);
+}
+
 static void expect_refused(const uint8_t *p, size_t n, const char *want)
 {
 	struct msg d;
@@ -205,6 +255,7 @@ int main(void)
 		cmocka_unit_test(hello_round_trip),
 		cmocka_unit_test(other_types_round_trip),
 		cmocka_unit_test(unknown_keys_ignored),
+		cmocka_unit_test(foreign_fields_dropped),
 		cmocka_unit_test(hostile_input_refused),
 		cmocka_unit_test(diff_names_each_difference),
 	};
