@@ -69,8 +69,8 @@ static int kpipe_get(int kp[2])
 	}
 	if (pipe2(kp, O_NONBLOCK | O_CLOEXEC) != 0)
 		return -1;
-	/* The pipe holds what a buffer would, so backpressure is the same either way. */
-	fcntl(kp[0], F_SETPIPE_SZ, RELAY_BUF);
+	/* Past pipe-max-size this fails and the pipe keeps 64 KiB: fine, only slower. */
+	fcntl(kp[0], F_SETPIPE_SZ, RELAY_PIPE);
 	return 0;
 }
 
@@ -90,9 +90,14 @@ static void kpipe_put(int kp[2], bool empty)
 	kp[0] = kp[1] = -1;
 }
 
+static uint32_t pipe_cap(const struct pipe *p)
+{
+	return p->copy ? RELAY_BUF : RELAY_PIPE;
+}
+
 static bool pipe_wants_read(const struct pipe *p)
 {
-	return !p->eof && !p->full && p->off + p->len < RELAY_BUF;
+	return !p->eof && !p->full && p->off + p->len < pipe_cap(p);
 }
 
 /* EINVAL: these sockets cannot splice (AF_VSOCK before Linux 6.x, say). */
@@ -107,6 +112,13 @@ static int pipe_to_copy(struct pipe *p)
 	p->copy = true;
 	if (p->kp[0] < 0)
 		return 0;
+	/*
+	 * Sockets that take no splice in refuse it on the first read, with the pipe
+	 * empty. One that refused it out, with more than a buffer in the pipe, is
+	 * not known to exist; it would end the connection, not lose bytes.
+	 */
+	if (p->len > RELAY_BUF)
+		return -1;
 	if (p->len > 0) {
 		p->buf = buf_get();
 		if (!p->buf)
@@ -172,7 +184,7 @@ static ssize_t pipe_read_some(struct pipe *p)
 		if (p->kp[0] < 0 && kpipe_get(p->kp) != 0) {
 			p->copy = true; /* out of fds: the buffer still works */
 		} else {
-			ssize_t n = splice(p->from, NULL, p->kp[1], NULL, RELAY_BUF - p->len,
+			ssize_t n = splice(p->from, NULL, p->kp[1], NULL, RELAY_PIPE - p->len,
 					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			if (n >= 0 || !splice_unsupported(errno))
 				return n;
@@ -209,7 +221,7 @@ static int pipe_fill(struct pipe *p)
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			/*
 			 * A kernel pipe counts slots, not bytes: with small segments it fills
-			 * before RELAY_BUF, and splice says EAGAIN while the socket is still
+			 * before RELAY_PIPE, and splice says EAGAIN while the socket is still
 			 * readable. Polling it then would spin.
 			 */
 			if (!p->copy && p->len > 0)
