@@ -84,7 +84,7 @@ build/.deps-%: scripts/install-deps.sh | build
 	scripts/install-deps.sh $*
 	touch $@
 
-test: test-unit test-sanitize test-config test-e2e test-vm fuzz
+test: test-unit test-sanitize test-config test-e2e test-e2e-asan test-vm fuzz
 
 test-unit: $(UNIT_BINS) | build/.deps-all
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
