@@ -741,17 +741,9 @@ static int status_listen(const char *path, char *err, size_t errlen)
 			return -2;
 		}
 	}
-	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (probe >= 0) {
-		int r = connect(probe, (struct sockaddr *)&sun, sizeof(sun));
-		int e = errno;
-		close(probe);
-		if (r == 0) {
-			snprintf(err, errlen, "status socket %s: another host half answers there", path);
-			return -1;
-		}
-		if (e == ECONNREFUSED)
-			unlink(path);
+	if (net_unix_claim(&sun) != 0) {
+		snprintf(err, errlen, "status socket %s: another host half answers there", path);
+		return -1;
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {

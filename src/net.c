@@ -93,7 +93,7 @@ int net_listen_tcp(const char *ip, uint16_t port, char *err, size_t errlen)
  * A socket file left by a killed process refuses connections: take its place.
  * One that accepts belongs to a live listener, which we must not steal from.
  */
-static int emu_claim(const struct sockaddr_un *sun, const char *what, char *err, size_t errlen)
+int net_unix_claim(const struct sockaddr_un *sun)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -102,11 +102,8 @@ static int emu_claim(const struct sockaddr_un *sun, const char *what, char *err,
 	int r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
 	int e = errno;
 	close(fd);
-	if (r == 0) {
-		snprintf(err, errlen, "bind %s: Address in use (another process listens there)",
-			 what);
+	if (r == 0)
 		return -1;
-	}
 	if (e == ECONNREFUSED)
 		unlink(sun->sun_path);
 	return 0;
@@ -120,8 +117,11 @@ int net_listen_vsock(uint32_t port, char *err, size_t errlen)
 		struct sockaddr_un sun;
 		emu_path(&sun, emu_self, port);
 		snprintf(what, sizeof(what), "vsock port %u (emulated at %s)", port, sun.sun_path);
-		if (emu_claim(&sun, what, err, errlen) != 0)
+		if (net_unix_claim(&sun) != 0) {
+			snprintf(err, errlen, "bind %s: Address in use (another process listens there)",
+				 what);
 			return -1;
+		}
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
 			snprintf(err, errlen, "socket for %s: %s", what, strerror(errno));

@@ -19,6 +19,10 @@ bool net_vsock_emulated(void);
 
 int net_listen_tcp(const char *ip, uint16_t port, char *err, size_t errlen);
 int net_listen_vsock(uint32_t port, char *err, size_t errlen);
+/* Before binding a Unix socket: remove a stale file, or -1 when a live listener answers there. */
+struct sockaddr_un;
+int net_unix_claim(const struct sockaddr_un *sun);
+
 /* Remove the socket file of an emulated vsock listener; no-op for real vsock. */
 void net_unlisten_vsock(uint32_t port);
 
