@@ -402,6 +402,19 @@ def recv_all(sock, limit=1 << 30):
             raise AssertionError(f"more than {limit} bytes received")
 
 
+def echo(target, payload=b"ping"):
+    """One echo exchange: payload out, our FIN, then everything back until EOF.
+    target is a TCP port on 127.0.0.1 or a function returning a connected socket.
+    Returns what came back; raises on a timeout (5 s)."""
+    s = target() if callable(target) else socket.create_connection(("127.0.0.1", target),
+                                                                    timeout=5)
+    with s:
+        s.settimeout(5)
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
+
+
 def recv_exactly(sock, n):
     buf = bytearray()
     while len(buf) < n:

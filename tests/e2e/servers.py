@@ -112,16 +112,21 @@ def duplex(conn, nbytes):
     conn.sendall(sent.digest() + got["hash"].digest() + got["n"].to_bytes(8, "big"))
 
 
-def halfclose(conn, delay):
+def read_to_eof(conn):
+    """Everything the peer sends, until its EOF: (bytes counted, sha256)."""
     conn.settimeout(60)
     h = hashlib.sha256()
     n = 0
     while True:
         d = conn.recv(1 << 16)
         if not d:
-            break
+            return n, h
         h.update(d)
         n += len(d)
+
+
+def halfclose(conn, delay):
+    n, h = read_to_eof(conn)
     if delay:
         time.sleep(delay)
     conn.sendall(b"received %d bytes sha256 %s\n" % (n, h.hexdigest().encode()))
@@ -266,15 +271,7 @@ def stall(conn, trigger, first):
 
 
 def whoami(conn, name):
-    conn.settimeout(60)
-    h = hashlib.sha256()
-    n = 0
-    while True:
-        d = conn.recv(1 << 16)
-        if not d:
-            break
-        h.update(d)
-        n += len(d)
+    n, h = read_to_eof(conn)
     conn.sendall(b"%s received %d bytes sha256 %s\n" % (name.encode(), n, h.hexdigest().encode()))
 
 

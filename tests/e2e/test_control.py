@@ -14,11 +14,7 @@ from harness import free_tcp_port, recv_all, wait_until
 
 
 def echo_once(port, payload):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.settimeout(5)
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        assert recv_all(s) == payload
+    assert harness.echo(port, payload) == payload
 
 
 def test_mismatched_configs_are_named_on_both_sides(qp):

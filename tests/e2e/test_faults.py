@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from harness import closed_within, free_tcp_port, recv_all, recv_exactly, wait_until
+from harness import closed_within, echo, free_tcp_port, recv_all, recv_exactly, wait_until
 
 # servers.py's PATTERN: the byte at stream offset i is i % 256. Twice, so that any
 # 64 KiB window can be sliced out of it without wrapping.
@@ -182,11 +182,7 @@ class Stream:
 
 
 def echo_once(connect, payload=b"ping"):
-    with connect() as s:
-        s.settimeout(5)
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        return recv_all(s) == payload
+    return echo(connect, payload) == payload
 
 
 def works(connect, payload=b"ping"):

@@ -4,7 +4,7 @@ and a log file that cannot be opened as a clear start-up error."""
 import re
 import socket
 
-from harness import free_tcp_port, recv_all, wait_until
+from harness import echo, free_tcp_port, recv_all, wait_until
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
@@ -18,10 +18,7 @@ def log_config(qp, tmp_path, level="info", inbound=None):
 
 
 def echo_once(port, payload=b"ping"):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        assert recv_all(s) == payload
+    assert echo(port, payload) == payload
 
 
 def test_each_half_writes_its_own_file_with_an_audit_trail(qp, tmp_path):
