@@ -38,11 +38,6 @@ void log_set_level(int level)
 	log_level_current = level;
 }
 
-int log_get_level(void)
-{
-	return log_level_current;
-}
-
 /* mkdir -p: the guide's default dir, /var/log/qproxy, usually does not exist yet. */
 static int mkdir_p(const char *dir, char *err, size_t errlen)
 {

@@ -10,7 +10,6 @@ int log_level_parse(const char *name);
 const char *log_level_name(int level);
 
 void log_set_level(int level);
-int log_get_level(void);
 
 /*
  * Send the log to DIR/FILE (FILE alone when it is absolute), creating DIR.

@@ -60,7 +60,6 @@ struct conn {
 	struct addrinfo *ai, *cur; /* TARGET_NAME: the addresses, and the one being tried */
 	struct addrinfo lit;       /* an IP literal's one address, never from the resolver */
 	struct sockaddr_storage lit_ss;
-	int err;                   /* of the last failed attempt */
 	char peer[NET_ADDR_LEN];
 	char far[CONFIG_STR_MAX + NET_ADDR_LEN + 4];
 	struct loop_defer free_d;
@@ -184,7 +183,6 @@ static void conn_established(struct conn *c)
 /* The attempt in flight failed with err: try the next address, or give up. */
 static void conn_next(struct conn *c, int err)
 {
-	c->err = err;
 	if (c->sfd >= 0) {
 		loop_del(c->ln->px->loop, c->sfd);
 		close(c->sfd);

@@ -54,11 +54,6 @@ static void buf_put(char *b)
 		free(b);
 }
 
-unsigned relay_pool_free(void)
-{
-	return pool_n;
-}
-
 static int kpipe_get(int kp[2])
 {
 	if (pipes_n > 0) {

@@ -59,9 +59,6 @@ int relay_start(struct relay *r, struct loop *l, int client, int server, void (*
 /* End the relay now, as if side had failed with err; on_done still follows. */
 void relay_abort(struct relay *r, enum relay_side side, int err);
 
-/* Buffers cached for reuse, for tests and status. */
-unsigned relay_pool_free(void);
-
 /* splice(2) where the kernel can (the default), or read/write only: for tests and comparisons. */
 void relay_use_splice(bool on);
 
