@@ -6,6 +6,7 @@
 #
 # Environment: VM_TIMEOUT (seconds, default 240), VM_KERNEL and VM_KVER (a kernel and
 # its modules version, default the newest /boot/vmlinuz-* with vsock_loopback),
+# VM_ACCEL=kvm|tcg (default: KVM only if a probe guest boots on it, see accel.sh),
 # VM_VERBOSE=1 (stream the console while it runs).
 # Exit 0 only when the guest prints "VM-TEST: PASS"; 1 on any failure.
 #
@@ -124,9 +125,10 @@ INITRD=$OUT/initramfs.cpio.gz
 (cd "$STAGE" && find . | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc -R 0:0) 2>/dev/null |
 	gzip -9n >"$INITRD"
 
-ACCEL=(-accel tcg)
-[ -w /dev/kvm ] && ACCEL=(-accel kvm -accel tcg)
-echo "run.sh: booting $KERNEL with $(basename "$BIN") ($(du -h "$INITRD" | cut -f1) initramfs, ${ACCEL[1]}, timeout ${TIMEOUT}s)"
+# shellcheck source=tests/vm/accel.sh
+. "$HERE/accel.sh"
+vm_pick_accel qemu-system-x86_64 "$KERNEL" || die "bad VM_ACCEL"
+echo "run.sh: booting $KERNEL with $(basename "$BIN") ($(du -h "$INITRD" | cut -f1) initramfs, $ACCEL_NAME, timeout ${TIMEOUT}s)"
 
 start=$(date +%s)
 qemu=(timeout -k 5 "$TIMEOUT" qemu-system-x86_64 "${ACCEL[@]}" -m 512 -smp 2
