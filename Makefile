@@ -13,11 +13,26 @@ CPPFLAGS := -D_GNU_SOURCE -DQPROXY_VERSION='"$(VERSION)"'
 CFLAGS   ?= -O2 -g
 LDLIBS   := -linih -lpthread
 
-STATIC_CFLAGS  := -Os -ffunction-sections -fdata-sections
-# Debian's libinih.a is built for glibc but uses only plain stdio, so it links under musl.
-STATIC_LDFLAGS := -static -s -Wl,--gc-sections
-# By path: -L to Debian's lib dir would let glibc's libc.a in too.
-STATIC_LDLIBS  := /usr/lib/x86_64-linux-gnu/libinih.a
+# The static musl binary, for the machine's own CPU or another: make static ARCH=aarch64.
+# Each goes to build/ARCH/qproxy-static; the machine's own is also build/qproxy-static.
+HOST_ARCH := $(shell uname -m)
+ARCH      ?= $(HOST_ARCH)
+# Debian's name for the CPU, for multiarch packages (install-deps.sh static-ARCH).
+DEB_ARCH   = $(if $(filter x86_64,$(1)),amd64,$(if $(filter aarch64,$(1)),arm64,$(1)))
+STATIC     = build/$(ARCH)/qproxy-static
+
+# No unwind tables: C with no exceptions, stripped; a backtrace comes from the dev build.
+STATIC_CFLAGS  := -Os -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables \
+	-fno-unwind-tables
+# max-page-size: aarch64's linker pads each segment to 64 KiB by default, which is most
+# of the difference in size from x86_64; every Linux on these CPUs runs 4 KiB pages.
+STATIC_LDFLAGS := -static -s -Wl,--gc-sections -Wl,-z,max-page-size=4096 -Wl,--build-id=none
+# musl's gcc specs around the GNU cross (or native) compiler for the CPU: musl-gcc is
+# exactly this for x86_64. Debian's libinih.a is built for glibc but uses only plain
+# stdio, so it links under musl; it is named by path, since -L to Debian's lib dir
+# would let glibc's libc.a in too.
+static_cc     = $(1)-linux-gnu-gcc -specs /usr/lib/$(1)-linux-musl/musl-gcc.specs
+static_ldlibs = /usr/lib/$(1)-linux-gnu/libinih.a
 
 SRCS     := $(wildcard src/*.c)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
@@ -36,20 +51,23 @@ build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj build/.deps-build
 build/qproxy: $(OBJS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-static: build/qproxy-static
+static: $(STATIC) $(if $(filter $(HOST_ARCH),$(ARCH)),build/qproxy-static)
 
-build/qproxy-static: $(SRCS) $(wildcard src/*.h) | build/musl-include build/.deps-build
-	$(MUSL_CC) $(CPPFLAGS) $(WARN) $(STATIC_CFLAGS) -isystem build/musl-include \
-		-o $@ $(SRCS) $(STATIC_LDFLAGS) $(STATIC_LDLIBS)
+build/qproxy-static: build/$(HOST_ARCH)/qproxy-static
+	cp $< $@
 
-# musl-gcc sees only musl's headers. Lend it the few that are not libc's:
+build/%/qproxy-static: $(SRCS) $(wildcard src/*.h) Makefile | build/%/musl-include build/.deps-static-%
+	$(call static_cc,$*) $(CPPFLAGS) $(WARN) $(STATIC_CFLAGS) -isystem build/$*/musl-include \
+		-o $@ $(SRCS) $(STATIC_LDFLAGS) $(call static_ldlibs,$*)
+
+# musl's specs see only musl's headers. Lend them the few that are not libc's:
 # inih's and the kernel's (for AF_VSOCK), and nothing of glibc's.
-build/musl-include: | build
+build/%/musl-include:
 	mkdir -p $@
 	ln -sfn /usr/include/ini.h $@/ini.h
 	ln -sfn /usr/include/linux $@/linux
 	ln -sfn /usr/include/asm-generic $@/asm-generic
-	ln -sfn /usr/include/x86_64-linux-gnu/asm $@/asm
+	ln -sfn /usr/include/$*-linux-gnu/asm $@/asm
 
 build/tests/%: tests/unit/%.c $(LIB_OBJS) | build/tests build/.deps-all
 	$(CC) $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS) $(TEST_LDLIBS) -lcmocka
@@ -83,6 +101,9 @@ build build/obj build/tests:
 build/.deps-%: scripts/install-deps.sh | build
 	scripts/install-deps.sh $*
 	touch $@
+
+# .SECONDARY: make must not delete the per-CPU include dirs and stamps as intermediates.
+.SECONDARY:
 
 test: test-unit test-sanitize test-config test-e2e test-e2e-asan test-vm fuzz
 

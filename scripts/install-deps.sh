@@ -4,32 +4,63 @@
 # Idempotent: packages already installed are left alone, and `apt-get update` runs
 # only when something is missing. Needs root only when something is missing.
 #
-# Usage: scripts/install-deps.sh [build|all]
+# Usage: scripts/install-deps.sh [build|static-CPU|all]   (CPU: x86_64, aarch64)
 set -euo pipefail
 
 profile=${1:-all}
 # Keep in step with Dockerfile.build, which installs the same list itself.
 build_packages=(gcc libc6-dev linux-libc-dev make musl-tools libinih-dev)
+host_arch=$(uname -m)
+
+# The static build for a CPU (uname -m spelling): the native toolchain, or Debian's
+# cross compiler with musl, inih and the kernel headers of that architecture.
+static_packages() {
+	case "$1" in
+	"$host_arch") echo "${build_packages[@]}" ;;
+	aarch64) echo gcc-aarch64-linux-gnu musl-dev:arm64 libinih-dev:arm64 linux-libc-dev:arm64 ;;
+	x86_64) echo gcc-x86-64-linux-gnu musl-dev:amd64 libinih-dev:amd64 linux-libc-dev:amd64 ;;
+	*)
+		echo "install-deps: no static build for CPU '$1' (x86_64 or aarch64)" >&2
+		return 1
+		;;
+	esac
+}
+
 case "$profile" in
 build) packages=("${build_packages[@]}") ;;
+static-*)
+	list=$(static_packages "${profile#static-}") || exit 2
+	read -r -a packages <<<"$list"
+	;;
 all) packages=("${build_packages[@]}"
 	build-essential libcmocka-dev libcbor-dev clang
 	# tests: unit, config golden, end-to-end
 	python3-pytest socat curl netcat-openbsd iproute2 openssl procps valgrind
 	# real servers and clients for the end-to-end tests and benchmarks
 	redis-server nginx-light apache2-utils iperf3
-	# the VM test (static binary in an initramfs under QEMU, real AF_VSOCK)
-	busybox-static qemu-system-x86 linux-image-amd64
+	# the VM tests (static binary in an initramfs under QEMU, real AF_VSOCK), both CPUs
+	busybox-static qemu-system-x86 qemu-system-arm linux-image-amd64 kmod xz-utils zstd
+	# the aarch64 build, run under qemu-user in the end-to-end tests
+	qemu-user-static gcc-aarch64-linux-gnu musl-dev:arm64 libinih-dev:arm64 linux-libc-dev:arm64
+	# the container images (make test-image): podman with a base made by mmdebstrap
+	podman mmdebstrap uidmap
 ) ;;
 *)
-	echo "usage: $0 [build|all]" >&2
+	echo "usage: $0 [build|static-CPU|all]" >&2
 	exit 2
 	;;
 esac
 
+# A package of another architecture (name:arm64) needs that architecture enabled.
+foreign=$(printf '%s\n' "${packages[@]}" | sed -n 's/^[^:]*:\(.*\)$/\1/p' | sort -u)
 missing=()
 for p in "${packages[@]}"; do
-	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	# Qualified, so that a package installed for two architectures gives one answer.
+	q=$p
+	case "$q" in *:*) ;; *) q=$q:$(dpkg --print-architecture) ;; esac
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$q" 2>/dev/null || true)
+	# Architecture-independent packages (Architecture: all) answer unqualified only.
+	[ -n "$status" ] || status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
 	if [ "$status" != installed ]; then
 		missing+=("$p")
 	fi
@@ -47,6 +78,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+for a in $foreign; do
+	if [ "$a" != "$(dpkg --print-architecture)" ] &&
+		! dpkg --print-foreign-architectures | grep -qx "$a"; then
+		echo "install-deps: dpkg --add-architecture $a"
+		dpkg --add-architecture "$a"
+	fi
+done
 apt-get update
 # Services such as redis-server and nginx must not start at install time: the tests
 # start their own instances. policy-rc.d 101 = "action forbidden" for invoke-rc.d.
