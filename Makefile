@@ -41,7 +41,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=build/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all static test test-unit test-sanitize test-e2e-asan bench bench-quick soak test-config test-e2e test-vm fuzz demo deps clean format
+.PHONY: all static test test-unit test-sanitize test-e2e-asan test-e2e-aarch64 bench bench-quick soak test-config test-e2e test-vm fuzz demo deps clean format
 
 all: build/qproxy
 
@@ -105,7 +105,7 @@ build/.deps-%: scripts/install-deps.sh | build
 # .SECONDARY: make must not delete the per-CPU include dirs and stamps as intermediates.
 .SECONDARY:
 
-test: test-unit test-sanitize test-config test-e2e test-e2e-asan test-vm fuzz
+test: test-unit test-sanitize test-config test-e2e test-e2e-aarch64 test-e2e-asan test-vm fuzz
 
 test-unit: $(UNIT_BINS) | build/.deps-all
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -113,8 +113,19 @@ test-unit: $(UNIT_BINS) | build/.deps-all
 test-config: build/qproxy | build/.deps-all
 	tests/config/run.sh build/qproxy
 
-test-e2e: build/qproxy build/qproxy-static | build/.deps-all
+test-e2e: build/qproxy build/qproxy-static build/aarch64/qproxy-static | build/.deps-all
 	$(PYTHON) -m pytest -q tests/e2e
+
+# The aarch64 binary under qemu-user, through the suite's core cases: the quick start,
+# half-close both ways, outbound by name, 256 MiB both ways with checksums (spliced and
+# copied), the control link.
+E2E_CORE := tests/e2e/test_quickstart.py::test_curl_prints_hello_world \
+	tests/e2e/test_halfclose.py tests/e2e/test_outbound.py tests/e2e/test_integrity.py \
+	tests/e2e/test_control.py::test_matching_configs_say_so \
+	tests/e2e/test_control.py::test_status_counts_match_the_traffic \
+	tests/e2e/test_control.py::test_mismatched_configs_are_named_on_both_sides
+test-e2e-aarch64: build/aarch64/qproxy-static | build/.deps-all
+	QPROXY_E2E_BINARIES=$(CURDIR)/$< $(PYTHON) -m pytest -q $(E2E_CORE)
 
 # The static binary in a tiny initramfs under QEMU, over real AF_VSOCK (vsock_loopback).
 test-vm: build/qproxy-static | build/.deps-all

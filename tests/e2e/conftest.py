@@ -6,13 +6,15 @@ Unix socket DIR/<cid>.<port>), and a QProxy helper that starts the host half in 
 namespace and the enclave half in the test's namespace. Every test runs once per binary:
 build/qproxy and build/qproxy-static (`make test-e2e` builds both first).
 
-Set QPROXY_E2E_BINARIES=path1:path2 to run the suite against other binaries.
+Set QPROXY_E2E_BINARIES=path1:path2 to run the suite against other binaries; another CPU's
+binary (build/aarch64/qproxy-static) runs under qemu-user (`make test-e2e-aarch64`).
 
 Everything started is killed at teardown, the namespace and directories removed, even
 when the test fails; on failure every process's stderr is attached to the report.
 """
 
 import os
+import platform
 import resource
 import shutil
 import signal
@@ -27,10 +29,38 @@ DEFAULT_BINARIES = [harness.REPO / "build" / "qproxy", harness.REPO / "build" / 
 DEFAULT_TIMEOUT = 60
 
 
+# ELF e_machine of the CPUs we build for, and the qemu-user that runs each elsewhere.
+ELF_MACHINES = {0x3E: "x86_64", 0xB7: "aarch64"}
+
+
+def elf_arch(path):
+    """The CPU an ELF binary is for ("x86_64", "aarch64"), or None for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[:4] != b"\x7fELF":
+        return None
+    return ELF_MACHINES.get(int.from_bytes(head[18:20], "little"))
+
+
+def _runnable(path):
+    """path itself, or for another CPU's binary a wrapper that runs it under qemu-user:
+    the tests then drive the real aarch64 code, syscalls and all, on this machine."""
+    arch = elf_arch(path) if path.exists() else None
+    if arch is None or arch == platform.machine():
+        return path
+    qemu = shutil.which(f"qemu-{arch}-static")
+    if qemu is None:
+        raise pytest.UsageError(f"{path} is an {arch} binary: install qemu-user-static")
+    wrapper = path.with_name(f"{path.name}.{arch}-qemu-user")
+    wrapper.write_text(f"#!/bin/sh\nexec {qemu} {path} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def _binaries():
     env = os.environ.get("QPROXY_E2E_BINARIES")
     if env:
-        return [Path(p).resolve() for p in env.split(":") if p]
+        return [_runnable(Path(p).resolve()) for p in env.split(":") if p]
     return DEFAULT_BINARIES
 
 
