@@ -105,7 +105,7 @@ build/.deps-%: scripts/install-deps.sh | build
 # .SECONDARY: make must not delete the per-CPU include dirs and stamps as intermediates.
 .SECONDARY:
 
-test: test-unit test-sanitize test-config test-e2e test-e2e-aarch64 test-e2e-asan test-vm fuzz
+test: test-unit test-sanitize test-config test-e2e test-e2e-aarch64 test-e2e-asan test-vm-all fuzz
 
 test-unit: $(UNIT_BINS) | build/.deps-all
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -127,9 +127,15 @@ E2E_CORE := tests/e2e/test_quickstart.py::test_curl_prints_hello_world \
 test-e2e-aarch64: build/aarch64/qproxy-static | build/.deps-all
 	QPROXY_E2E_BINARIES=$(CURDIR)/$< $(PYTHON) -m pytest -q $(E2E_CORE)
 
-# The static binary in a tiny initramfs under QEMU, over real AF_VSOCK (vsock_loopback).
-test-vm: build/qproxy-static | build/.deps-all
-	tests/vm/run.sh build/qproxy-static
+# The static binary in a tiny initramfs under QEMU, over real AF_VSOCK (vsock_loopback):
+# make test-vm ARCH=aarch64 for the Arm one; test-vm-all runs both CPUs.
+test-vm: $(STATIC) | build/.deps-all
+	tests/vm/run.sh --arch $(ARCH) $(STATIC)
+
+.PHONY: test-vm-all
+test-vm-all:
+	$(MAKE) test-vm ARCH=x86_64
+	$(MAKE) test-vm ARCH=aarch64
 
 # libFuzzer with ASan and UBSan; FUZZ_SECONDS per target, from the committed corpus.
 FUZZ_SECONDS ?= 30

@@ -152,14 +152,15 @@ static void conn_done(struct relay *r)
 		bool routine = r->err_side == RELAY_CLIENT && (r->err == ECONNRESET || r->err == EPIPE);
 		ln->stats.failed += !routine;
 		log_msg(routine ? LOG_INFO : LOG_WARN, c->id,
-			"%s: closed on error from the %s side: %s; %llu bytes up, %llu down, %lld ms",
+			"%s: closed on error from the %s side: %s; %llu bytes up, %llu down, %lld ms; "
+			"up %s, down %s",
 			ln->label, r->err_side == RELAY_CLIENT ? "client" : "server", strerror(r->err),
 			(unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
-			(long long)ms);
+			(long long)ms, relay_pipe_mode(&r->up), relay_pipe_mode(&r->down));
 	} else {
-		log_info(c->id, "%s: closed; %llu bytes up, %llu down, %lld ms", ln->label,
-			 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
-			 (long long)ms);
+		log_info(c->id, "%s: closed; %llu bytes up, %llu down, %lld ms; up %s, down %s",
+			 ln->label, (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
+			 (long long)ms, relay_pipe_mode(&r->up), relay_pipe_mode(&r->down));
 	}
 	conn_free(&c->free_d);
 }

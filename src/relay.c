@@ -27,6 +27,11 @@ void relay_use_splice(bool on)
 	no_splice = !on;
 }
 
+const char *relay_pipe_mode(const struct pipe *p)
+{
+	return p->copy ? "copy" : "splice";
+}
+
 /* With no connection left, the pools go too: an idle proxy holds nothing it does not need. */
 static void pools_drain(void)
 {

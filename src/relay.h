@@ -62,4 +62,11 @@ void relay_abort(struct relay *r, enum relay_side side, int err);
 /* splice(2) where the kernel can (the default), or read/write only: for tests and comparisons. */
 void relay_use_splice(bool on);
 
+/*
+ * How a pipe has moved its bytes, for the close log: "splice", or "copy" once it
+ * fell back to read/write (the kernel refused splice on one of its sockets, no
+ * kernel pipe could be had, or relay_use_splice(false)). A fallback is for good.
+ */
+const char *relay_pipe_mode(const struct pipe *p);
+
 #endif

@@ -27,6 +27,7 @@ struct rig {
 };
 
 static struct rig *current;
+static const char *mode; /* what relay_pipe_mode() must say in this group */
 
 static void on_done(struct relay *r)
 {
@@ -111,6 +112,9 @@ static void both_ways(void **state)
 	assert_int_equal(g->relay.down.kp[0], -1);
 	assert_int_equal(g->relay.up.bytes, 4);
 	assert_int_equal(g->relay.down.bytes, 5);
+	/* Unix sockets splice both ways: only relay_use_splice(false) makes a pipe copy. */
+	assert_string_equal(relay_pipe_mode(&g->relay.up), mode);
+	assert_string_equal(relay_pipe_mode(&g->relay.down), mode);
 }
 
 /* The client sends its request and shuts its write side; the answer still comes back. */
@@ -225,6 +229,7 @@ static int with_splice(void **state)
 {
 	(void)state;
 	relay_use_splice(true);
+	mode = "splice";
 	return 0;
 }
 
@@ -232,6 +237,7 @@ static int with_copy(void **state)
 {
 	(void)state;
 	relay_use_splice(false);
+	mode = "copy";
 	return 0;
 }
 

@@ -2,12 +2,17 @@
 # The VM test: the static qproxy in a tiny initramfs under QEMU, both halves talking
 # over real AF_VSOCK (vsock_loopback) inside the guest. See tests/vm/README.md.
 #
-#   tests/vm/run.sh [BINARY]      BINARY defaults to build/qproxy-static
+#   tests/vm/run.sh [--arch CPU] [BINARY]
 #
-# Environment: VM_TIMEOUT (seconds, default 240), VM_KERNEL and VM_KVER (a kernel and
-# its modules version, default the newest /boot/vmlinuz-* with vsock_loopback),
-# VM_ACCEL=kvm|tcg (default: KVM only if a probe guest boots on it, see accel.sh),
-# VM_VERBOSE=1 (stream the console while it runs).
+# CPU is x86_64 or aarch64 (default: this machine's); BINARY defaults to
+# build/CPU/qproxy-static. The guest's kernel and busybox are this machine's when
+# CPU is its own and it has them, else Debian's packages for CPU, fetched with
+# apt-get download and kept in build/vm/CPU/.
+#
+# Environment: VM_TIMEOUT (seconds, default 240 on x86_64, 480 on aarch64),
+# VM_KERNEL and VM_KVER (a kernel and its /lib/modules version), VM_ACCEL=kvm|tcg
+# (default: KVM only if a probe guest boots on it, see accel.sh), VM_VERBOSE=1
+# (stream the console while it runs).
 # Exit 0 only when the guest prints "VM-TEST: PASS"; 1 on any failure.
 #
 # Nothing here opens a socket on this machine: AF_VSOCK is used only inside the guest.
@@ -15,9 +20,6 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/tests/vm
-OUT=$ROOT/build/vm
-LOG=$OUT/console.log
-TIMEOUT=${VM_TIMEOUT:-240}
 # The guest loads these and whatever they depend on.
 MODULES="vsock_loopback"
 
@@ -26,75 +28,236 @@ die() {
 	echo "VM-TEST: FAIL $*" >&2
 	exit 1
 }
-
-if [ $# -gt 1 ]; then
-	echo "usage: tests/vm/run.sh [BINARY]" >&2
+usage() {
+	echo "usage: tests/vm/run.sh [--arch x86_64|aarch64] [BINARY]" >&2
 	exit 2
-fi
-if [ $# -eq 1 ]; then
-	BIN=$(realpath -e -- "$1") || die "no binary: $1"
+}
+
+ARCH=$(uname -m)
+BIN=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--arch) [ $# -ge 2 ] || usage; ARCH=$2; shift 2 ;;
+	--arch=*) ARCH=${1#--arch=}; shift ;;
+	-*) usage ;;
+	*) [ -z "$BIN" ] || usage; BIN=$1; shift ;;
+	esac
+done
+
+# Per CPU: QEMU and its board, the serial console, Debian's and readelf's names.
+case "$ARCH" in
+x86_64)
+	QEMU=qemu-system-x86_64 QEMU_PKG=qemu-system-x86 MACHINE=() CONSOLE=ttyS0
+	DEB_ARCH=amd64 ELF_MACHINE="X86-64" DEFAULT_TIMEOUT=240
+	;;
+aarch64)
+	QEMU=qemu-system-aarch64 QEMU_PKG=qemu-system-arm MACHINE=(-M virt) CONSOLE=ttyAMA0
+	DEB_ARCH=arm64 ELF_MACHINE="AArch64" DEFAULT_TIMEOUT=480
+	;;
+*) die "no VM test for CPU '$ARCH' (x86_64 or aarch64)" ;;
+esac
+NATIVE=0
+[ "$ARCH" = "$(uname -m)" ] && NATIVE=1
+OUT=$ROOT/build/vm/$ARCH
+LOG=$OUT/console.log
+TIMEOUT=${VM_TIMEOUT:-$DEFAULT_TIMEOUT}
+mkdir -p "$OUT"
+
+if [ -n "$BIN" ]; then
+	BIN=$(realpath -e -- "$BIN") || die "no binary: $BIN"
 else
-	BIN=$ROOT/build/qproxy-static
-	[ -e "$BIN" ] || make -C "$ROOT" static >&2 || die "make static failed"
+	BIN=$ROOT/build/$ARCH/qproxy-static
+	[ -e "$BIN" ] || make -C "$ROOT" static ARCH="$ARCH" >&2 || die "make static ARCH=$ARCH failed"
 fi
 [ -x "$BIN" ] || die "not executable: $BIN"
-if readelf -l "$BIN" 2>/dev/null | grep -q 'program interpreter'; then
-	die "$BIN is dynamically linked; the guest has no libc: build it with 'make static'"
-fi
+is_static() { ! readelf -l "$1" 2>/dev/null | grep -q 'program interpreter'; }
+is_arch() { readelf -h "$1" 2>/dev/null | grep -q "Machine:.*$ELF_MACHINE"; }
+is_static "$BIN" || die "$BIN is dynamically linked; the guest has no libc: build it with 'make static'"
+is_arch "$BIN" || die "$BIN is not an $ARCH binary (make static ARCH=$ARCH)"
 
-for tool in qemu-system-x86_64 musl-gcc gzip timeout; do
-	command -v "$tool" >/dev/null ||
-		die "missing $tool (apt-get install -y qemu-system-x86 musl-tools gzip coreutils)"
-done
-BUSYBOX=/bin/busybox
-[ -x "$BUSYBOX" ] || die "missing $BUSYBOX (apt-get install -y busybox-static)"
-if readelf -l "$BUSYBOX" 2>/dev/null | grep -q 'program interpreter'; then
-	die "$BUSYBOX is dynamically linked: install busybox-static, not busybox"
+# The helper is built as the Makefile builds the static binary: musl's specs around
+# the GNU compiler for the CPU.
+CC_MUSL=("$ARCH-linux-gnu-gcc" -specs "/usr/lib/$ARCH-linux-musl/musl-gcc.specs")
+if ! command -v "${CC_MUSL[0]}" >/dev/null || [ ! -e "${CC_MUSL[2]}" ]; then
+	die "missing the $ARCH musl compiler (scripts/install-deps.sh static-$ARCH)"
 fi
+for tool in "$QEMU" gzip timeout readelf; do
+	command -v "$tool" >/dev/null ||
+		die "missing $tool (apt-get install -y $QEMU_PKG gzip coreutils binutils)"
+done
 MODINFO=$(command -v modinfo || echo /usr/sbin/modinfo)
 [ -x "$MODINFO" ] || die "missing modinfo (apt-get install -y kmod)"
 
-# The kernel: the newest one whose modules directory has vsock_loopback.
-has_loopback() { compgen -G "/lib/modules/$1/kernel/net/vmw_vsock/vsock_loopback.ko*" >/dev/null; }
+# Kernel modules in load order, dependencies first: MODFILES gets their files.
+module_walk() {
+	local moddir=$1 name=$2 file dep
+	case "$SEEN" in *" $name "*) return 0 ;; esac
+	file=$(find "$moddir/kernel" -name "$name.ko*" -print -quit)
+	[ -n "$file" ] || file=$(find "$moddir/kernel" -name "${name//_/-}.ko*" -print -quit)
+	[ -n "$file" ] || die "no kernel module $name under $moddir"
+	for dep in $("$MODINFO" -F depends "$file" | tr ',' ' '); do
+		module_walk "$moddir" "$dep"
+	done
+	MODFILES+=("$file")
+	SEEN="$SEEN$name "
+}
+# modules_in MODDIR: MODFILES gets the files of $MODULES and their dependencies.
+modules_in() {
+	local m
+	MODFILES=()
+	SEEN=" "
+	for m in $MODULES; do
+		module_walk "$1" "$m"
+	done
+}
+
+# Debian packages for the guest's CPU, fetched once into build/vm/CPU/ and unpacked
+# there with dpkg-deb (never installed). A foreign CPU needs its architecture in
+# dpkg and its package lists: run.sh adds them when it runs as root.
+APT_READY=0
+apt_knows() { apt-cache show --no-all-versions "$1:$DEB_ARCH" >/dev/null 2>&1; }
+apt_ready() {
+	[ "$APT_READY" = 0 ] || return 0
+	APT_READY=1
+	if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+		die "cannot fetch $DEB_ARCH packages: no apt-get or dpkg-deb"
+	fi
+	apt_knows "busybox-static" && return 0
+	[ "$(id -u)" = 0 ] ||
+		die "no $DEB_ARCH package lists; as root: dpkg --add-architecture $DEB_ARCH && apt-get update"
+	if [ "$DEB_ARCH" != "$(dpkg --print-architecture)" ] &&
+		! dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH"; then
+		echo "run.sh: dpkg --add-architecture $DEB_ARCH"
+		dpkg --add-architecture "$DEB_ARCH"
+	fi
+	echo "run.sh: apt-get update"
+	apt-get update -qq || die "apt-get update failed"
+}
+# deb_unpack PACKAGE DIR: download PACKAGE for the guest's CPU and unpack it in DIR.
+deb_unpack() {
+	local pkg=$1 dir=$2 tmp
+	apt_ready
+	apt_knows "$pkg" || die "apt knows no $pkg:$DEB_ARCH"
+	echo "run.sh: fetching $pkg:$DEB_ARCH"
+	tmp=$(mktemp -d "$OUT/fetch.XXXXXX")
+	(cd "$tmp" && apt-get download -q "$pkg:$DEB_ARCH" 2>&1 | grep -v '^W: Download is performed unsandboxed') ||
+		true
+	compgen -G "$tmp/*.deb" >/dev/null || { rm -rf "$tmp"; die "apt-get download $pkg:$DEB_ARCH failed"; }
+	dpkg-deb -x "$tmp"/*.deb "$dir" || { rm -rf "$tmp"; die "dpkg-deb -x $pkg failed"; }
+	rm -rf "$tmp"
+}
+
+# The kernel release the machine's own linux-image-ARCH stands for, on the guest's CPU,
+# so both CPUs test one kernel; else the newest that Debian's linux-image-ARCH names.
+kernel_package() {
+	local abi
+	abi=$(dpkg-query -W -f '${Depends}' "linux-image-$(dpkg --print-architecture)" 2>/dev/null |
+		sed -n 's/^linux-image-\([0-9.]*-[0-9]*\)-.*/\1/p')
+	if [ -n "$abi" ] && apt_knows "linux-image-$abi-$DEB_ARCH"; then
+		echo "linux-image-$abi-$DEB_ARCH"
+		return
+	fi
+	apt-cache show --no-all-versions "linux-image-$DEB_ARCH:$DEB_ARCH" 2>/dev/null |
+		sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -n 1
+}
+
+# A fetched kernel is kept as build/vm/CPU/linux-VER/{vmlinuz,lib/modules/VER/...}
+# with only the modules the guest loads (the package unpacks to ~350 MB).
+fetch_kernel() {
+	local pkg tmp kver image f rel dest
+	apt_ready
+	pkg=$(kernel_package)
+	[ -n "$pkg" ] || die "no kernel package linux-image-$DEB_ARCH:$DEB_ARCH known to apt"
+	tmp=$(mktemp -d "$OUT/kernel.XXXXXX")
+	deb_unpack "$pkg" "$tmp"
+	kver=$(basename "$(compgen -G "$tmp/lib/modules/*" | head -n 1)")
+	image=$tmp/boot/vmlinuz-$kver
+	if [ -z "$kver" ] || [ ! -r "$image" ]; then
+		rm -rf "$tmp"
+		die "$pkg holds no vmlinuz and modules"
+	fi
+	dest=$OUT/linux-$kver
+	rm -rf "$dest"
+	mkdir -p "$dest"
+	# QEMU boots an arm64 Image only uncompressed; Debian's is, but gzip would not do.
+	if [ "$(od -An -N2 -tx1 "$image" | tr -d ' ')" = 1f8b ]; then
+		gzip -dc "$image" >"$dest/vmlinuz"
+	else
+		cp "$image" "$dest/vmlinuz"
+	fi
+	modules_in "$tmp/lib/modules/$kver"
+	for f in "${MODFILES[@]}"; do
+		rel=${f#"$tmp"/}
+		mkdir -p "$dest/$(dirname "$rel")"
+		cp "$f" "$dest/$rel"
+	done
+	rm -rf "$tmp"
+	touch "$dest/.complete"
+}
+
+# The kernel: VM_KERNEL; or the machine's own newest with vsock_loopback, when the CPU
+# is its own; or Debian's package for the CPU, fetched once.
+has_loopback() { compgen -G "$1/kernel/net/vmw_vsock/vsock_loopback.ko*" >/dev/null; }
 KERNEL=${VM_KERNEL:-}
 KVER=${VM_KVER:-}
-if [ -z "$KERNEL" ]; then
-	for k in $(printf "%s\n" /boot/vmlinuz-* | sort -rV); do
+MODDIR=
+if [ -n "$KERNEL" ]; then
+	[ -n "$KVER" ] || KVER=${KERNEL##*/vmlinuz-}
+	MODDIR=/lib/modules/$KVER
+elif [ "$NATIVE" = 1 ]; then
+	for k in $(compgen -G "/boot/vmlinuz-*" | sort -rV); do
 		v=${k#/boot/vmlinuz-}
-		if has_loopback "$v"; then
-			KERNEL=$k
-			KVER=$v
+		if has_loopback "/lib/modules/$v"; then
+			KERNEL=$k KVER=$v MODDIR=/lib/modules/$v
 			break
 		fi
 	done
-	[ -n "$KERNEL" ] ||
-		die "no kernel: no /boot/vmlinuz-VER with /lib/modules/VER/kernel/net/vmw_vsock/vsock_loopback.ko (apt-get install -y linux-image-amd64)"
 fi
-[ -n "$KVER" ] || KVER=${KERNEL##*/vmlinuz-}
+if [ -z "$KERNEL" ]; then
+	cached=$(compgen -G "$OUT/linux-*/.complete" | sort -rV | head -n 1 || true)
+	if [ -z "$cached" ]; then
+		fetch_kernel
+		cached=$(compgen -G "$OUT/linux-*/.complete" | sort -rV | head -n 1)
+	fi
+	dir=$(dirname "$cached")
+	KVER=${dir##*/linux-}
+	KERNEL=$dir/vmlinuz
+	MODDIR=$dir/lib/modules/$KVER
+fi
 [ -r "$KERNEL" ] || die "no kernel: cannot read $KERNEL"
-MODDIR=/lib/modules/$KVER
-has_loopback "$KVER" || die "no kernel modules: $MODDIR has no vsock_loopback.ko"
+has_loopback "$MODDIR" || die "no kernel modules: $MODDIR has no vsock_loopback.ko"
 
-"$BIN" check-config --config "$HERE/qproxy.toml" >/dev/null ||
-	die "$BIN check-config rejects tests/vm/qproxy.toml"
+# Busybox: the machine's busybox-static when the CPU is its own, else Debian's for the CPU.
+BUSYBOX=/bin/busybox
+if [ "$NATIVE" = 0 ] || ! [ -x "$BUSYBOX" ] || ! is_static "$BUSYBOX"; then
+	BUSYBOX=$OUT/busybox
+	if ! [ -x "$BUSYBOX" ]; then
+		tmp=$(mktemp -d "$OUT/busybox.XXXXXX")
+		deb_unpack busybox-static "$tmp"
+		cp "$tmp/bin/busybox" "$BUSYBOX" || die "busybox-static:$DEB_ARCH holds no bin/busybox"
+		rm -rf "$tmp"
+	fi
+fi
+if ! is_static "$BUSYBOX" || ! is_arch "$BUSYBOX"; then
+	die "$BUSYBOX is not a static $ARCH busybox"
+fi
 
-mkdir -p "$OUT"
+# The configs, checked here when the binary runs here (another CPU's may not).
+if "$BIN" --version >/dev/null 2>&1; then
+	for conf in "$HERE"/*.toml; do
+		"$BIN" check-config --config "$conf" >/dev/null || die "$BIN check-config rejects ${conf#"$ROOT"/}"
+	done
+fi
 STAGE=$(mktemp -d "$OUT/initramfs.XXXXXX")
 chmod 755 "$STAGE"
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/etc" "$STAGE/lib/modules"
 
-# Modules in load order, dependencies first, decompressed for busybox insmod.
-LOADED=" "
-add_module() {
-	local name=$1 file dep
-	case "$LOADED" in *" $name "*) return 0 ;; esac
-	file=$(find "$MODDIR/kernel" -name "$name.ko*" -print -quit)
-	[ -n "$file" ] || file=$(find "$MODDIR/kernel" -name "${name//_/-}.ko*" -print -quit)
-	[ -n "$file" ] || die "no kernel module $name under $MODDIR"
-	for dep in $("$MODINFO" -F depends "$file" | tr ',' ' '); do
-		add_module "$dep"
-	done
+# Modules decompressed for busybox insmod, with the order to load them in.
+modules_in "$MODDIR"
+for file in "${MODFILES[@]}"; do
+	name=$(basename "$file")
+	name=${name%%.ko*}
 	case "$file" in
 	*.ko) cp "$file" "$STAGE/lib/modules/$name.ko" ;;
 	*.ko.xz) xz -dc "$file" >"$STAGE/lib/modules/$name.ko" ;;
@@ -103,38 +266,35 @@ add_module() {
 	*) die "cannot unpack $file" ;;
 	esac || die "cannot unpack $file"
 	echo "$name" >>"$STAGE/lib/modules/load-order"
-	LOADED="$LOADED$name "
-}
-for m in $MODULES; do
-	add_module "$m"
 done
 
-musl-gcc -static -Os -s -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow \
+"${CC_MUSL[@]}" -static -Os -s -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow \
 	-Wstrict-prototypes -Wmissing-prototypes -o "$STAGE/bin/halfclose" "$HERE/halfclose.c" ||
-	die "cannot build tests/vm/halfclose.c with musl-gcc"
+	die "cannot build tests/vm/halfclose.c with ${CC_MUSL[*]}"
 
 cp "$BUSYBOX" "$STAGE/bin/busybox"
 cp "$BIN" "$STAGE/bin/qproxy"
 cp "$HERE/init.sh" "$STAGE/init"
 chmod 755 "$STAGE/init"
-cp "$HERE/qproxy.toml" "$STAGE/etc/qproxy.toml"
+cp "$HERE"/*.toml "$STAGE/etc/"
 echo "127.0.0.1 localhost" >"$STAGE/etc/hosts"
 
-# Busybox's cpio, so the archiver is one the test needs anyway.
+# This machine's busybox as the archiver (the guest's may be another CPU's).
+[ -x /bin/busybox ] || die "missing /bin/busybox, the archiver (apt-get install -y busybox-static)"
 INITRD=$OUT/initramfs.cpio.gz
-(cd "$STAGE" && find . | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc -R 0:0) 2>/dev/null |
+(cd "$STAGE" && find . | LC_ALL=C sort | /bin/busybox cpio -o -H newc -R 0:0) 2>/dev/null |
 	gzip -9n >"$INITRD"
 
 # shellcheck source=tests/vm/accel.sh
 . "$HERE/accel.sh"
-vm_pick_accel qemu-system-x86_64 "$KERNEL" || die "bad VM_ACCEL"
-echo "run.sh: booting $KERNEL with $(basename "$BIN") ($(du -h "$INITRD" | cut -f1) initramfs, $ACCEL_NAME, timeout ${TIMEOUT}s)"
+vm_pick_accel "$QEMU" "$KERNEL" "${MACHINE[@]}" || die "bad VM_ACCEL"
+echo "run.sh: booting $ARCH $KERNEL with $(basename "$BIN") ($(du -h "$INITRD" | cut -f1) initramfs, $ACCEL_NAME, timeout ${TIMEOUT}s)"
 
 start=$(date +%s)
-qemu=(timeout -k 5 "$TIMEOUT" qemu-system-x86_64 "${ACCEL[@]}" -m 512 -smp 2
+qemu=(timeout -k 5 "$TIMEOUT" "$QEMU" "${MACHINE[@]}" "${ACCEL[@]}" -m 512 -smp 2
 	-nodefaults -no-reboot -display none -serial stdio
 	-kernel "$KERNEL" -initrd "$INITRD"
-	-append "console=ttyS0 panic=-1 quiet")
+	-append "console=$CONSOLE panic=-1 quiet")
 set +e
 if [ "${VM_VERBOSE:-0}" = 1 ]; then
 	"${qemu[@]}" </dev/null 2>&1 | tee "$LOG"
@@ -145,12 +305,13 @@ else
 fi
 set -e
 secs=$(($(date +%s) - start))
+rel=${LOG#"$ROOT"/}
 
 # The serial console ends lines with \r\n.
 verdict=$(tr -d '\r' <"$LOG" | grep -a '^VM-TEST: ' | tail -n 1 || true)
 if [ "$verdict" = "VM-TEST: PASS" ]; then
 	tr -d '\r' <"$LOG" | grep -a -E '^(vm-test:|ok |FAIL )' || true
-	echo "VM-TEST: PASS ($secs s; console in build/vm/console.log)"
+	echo "VM-TEST: PASS ($ARCH, $secs s; console in $rel)"
 	exit 0
 fi
 
@@ -165,9 +326,9 @@ elif [ "$rc" != 0 ]; then
 else
 	why="the guest stopped without a verdict"
 fi
-echo "---- console (build/vm/console.log) ----" >&2
+echo "---- console ($rel) ----" >&2
 tr -d '\r' <"$LOG" >&2
 echo "---- end of console ----" >&2
-echo "run.sh: $why ($secs s)" >&2
+echo "run.sh: $why ($ARCH, $secs s)" >&2
 echo "VM-TEST: FAIL $why" >&2
 exit 1
