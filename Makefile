@@ -75,6 +75,12 @@ build/tests/%: tests/unit/%.c $(LIB_OBJS) | build/tests build/.deps-all
 # libcbor is the codec's reference in its tests, never a dependency of qproxy itself.
 build/tests/test_cbor build/asan/test_cbor: TEST_LDLIBS = -lcbor
 
+# The control and status unit tests inject faults: the linker sends the calls they make
+# through the tests' own __wrap_ functions (ld --wrap), with no hook in qproxy itself.
+CONTROL_TESTS := test_control
+CONTROL_WRAP  := -Wl,--wrap=loop_add,--wrap=net_connect
+$(CONTROL_TESTS:%=build/tests/%) $(CONTROL_TESTS:%=build/asan/%): TEST_LDLIBS = $(CONTROL_WRAP)
+
 # The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
 SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer

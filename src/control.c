@@ -51,6 +51,7 @@ struct control {
 	bool host;
 	int lfd; /* host: the control listener */
 	int sfd; /* host: the status listener */
+	int cfd; /* enclave: a connect in progress, -1 when none */
 
 	/* The link; fd -1 while down. */
 	int fd;
@@ -90,6 +91,7 @@ static uint8_t frame[4 + MSG_MAX];
 
 static void link_down(struct control *ctl, const char *why);
 static void connect_start(struct control *ctl);
+static void connect_failed(struct control *ctl, int err);
 static void status_answer_now(struct control *ctl);
 
 static uint64_t jitter_state;
@@ -463,7 +465,13 @@ static void link_up(struct control *ctl, int fd)
 
 	snprintf(hello.version, sizeof(hello.version), "%s", QPROXY_VERSION);
 	if (loop_add(ctl->loop, fd, POLLIN, on_link_io, ctl) != 0) {
+		int err = errno;
 		close(fd);
+		/* The enclave half keeps trying, as after any failed connect; the host half waits. */
+		if (!ctl->host)
+			connect_failed(ctl, err);
+		else
+			log_warn(0, "control: connection from %s: %s", ctl->peer, strerror(err));
 		return;
 	}
 	ctl->fd = fd;
@@ -575,6 +583,7 @@ static void on_connect_io(struct loop *l, int fd, short rev, void *arg)
 
 	(void)rev;
 	loop_del(l, fd);
+	ctl->cfd = -1;
 	int err = net_connect_result(fd);
 	if (err == 0) {
 		link_up(ctl, fd);
@@ -602,8 +611,10 @@ static void connect_start(struct control *ctl)
 		link_up(ctl, fd);
 		return;
 	}
-	if (fd >= 0 && loop_add(ctl->loop, fd, POLLOUT, on_connect_io, ctl) == 0)
+	if (fd >= 0 && loop_add(ctl->loop, fd, POLLOUT, on_connect_io, ctl) == 0) {
+		ctl->cfd = fd;
 		return;
+	}
 	int err = errno;
 	if (fd >= 0)
 		close(fd);
@@ -773,7 +784,7 @@ struct control *control_new(struct loop *l, const struct config *c, struct proxy
 	ctl->px = px;
 	ctl->o = *o;
 	ctl->host = o->role == PROXY_HOST;
-	ctl->lfd = ctl->sfd = ctl->fd = -1;
+	ctl->lfd = ctl->sfd = ctl->cfd = ctl->fd = -1;
 	ctl->backoff = BACKOFF_MIN_MS;
 	ctl->in = malloc(4 + MSG_MAX);
 	ctl->out = malloc(OUT_CAP);
@@ -839,6 +850,10 @@ void control_free(struct control *ctl)
 	if (ctl->fd >= 0) {
 		loop_del(ctl->loop, ctl->fd);
 		close(ctl->fd);
+	}
+	if (ctl->cfd >= 0) {
+		loop_del(ctl->loop, ctl->cfd);
+		close(ctl->cfd);
 	}
 	if (ctl->lfd >= 0) {
 		loop_del(ctl->loop, ctl->lfd);
