@@ -7,16 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cbor.h"
 #include "log.h"
 #include "message.h"
 #include "net.h"
+#include "version.h"
 
 #define TICK_MS 1000
 #define HEARTBEAT_MS 2000
@@ -26,7 +23,6 @@
 #define BACKOFF_MAX_MS 5000
 #define WAIT_WARN_MS 10000
 #define ACCEPT_PAUSE_MS 100
-#define STATUS_WAIT_MS 1000
 #define OUT_CAP (4 * (4 + MSG_MAX))
 /* Log lines the enclave keeps while the link is down: 128 x 512 bytes. */
 #define RING_LINES 128
@@ -38,11 +34,6 @@ struct ring_line {
 	char text[RING_LINE_MAX];
 };
 
-struct status_client {
-	struct status_client *next;
-	int fd;
-};
-
 struct control {
 	struct loop *loop;
 	const struct config *cfg;
@@ -50,7 +41,6 @@ struct control {
 	struct control_opts o;
 	bool host;
 	int lfd; /* host: the control listener */
-	int sfd; /* host: the status listener */
 	int cfd; /* enclave: a connect in progress, -1 when none */
 
 	/* The link; fd -1 while down. */
@@ -72,12 +62,10 @@ struct control {
 	bool down_logged;
 	uint64_t seq;
 
-	/* host: status clients waiting for the enclave's counters */
-	struct status_client *waiting;
+	/* host: who asked for the enclave's counters, and the question's seq */
+	control_stats_fn *stats_fn;
+	void *stats_arg;
 	uint64_t stats_seq;
-	int64_t stats_deadline;
-	struct msg_stat *estats;
-	size_t nestats;
 
 	/* enclave: log lines waiting for the link */
 	struct ring_line *ring;
@@ -92,7 +80,6 @@ static uint8_t frame[4 + MSG_MAX];
 static void link_down(struct control *ctl, const char *why);
 static void connect_start(struct control *ctl);
 static void connect_failed(struct control *ctl, int err);
-static void status_answer_now(struct control *ctl);
 
 static uint64_t jitter_state;
 
@@ -306,16 +293,20 @@ static void on_hello(struct control *ctl, const struct msg *m)
 		log_info(0, "control: the %s half's rules match this one's (%zu rules)", peer, c->nrules);
 }
 
+/* The counters asked for, or none (stats NULL) when the link went down first. */
+static void stats_done(struct control *ctl, const struct msg_stat *stats, size_t n)
+{
+	control_stats_fn *fn = ctl->stats_fn;
+
+	ctl->stats_fn = NULL;
+	if (fn)
+		fn(ctl->stats_arg, stats, n);
+}
+
 static void on_stats(struct control *ctl, struct msg *m)
 {
-	if (m->seq != ctl->stats_seq || !ctl->waiting)
-		return;
-	free(ctl->estats);
-	ctl->estats = m->stats;
-	ctl->nestats = m->nstats;
-	m->stats = NULL;
-	m->nstats = 0;
-	status_answer_now(ctl);
+	if (m->seq == ctl->stats_seq)
+		stats_done(ctl, m->stats, m->nstats);
 }
 
 static void send_stats(struct control *ctl, uint64_t seq)
@@ -502,8 +493,7 @@ static void link_down(struct control *ctl, const char *why)
 	ctl->in_len = ctl->out_off = ctl->out_len = 0;
 	if (ctl->host) {
 		log_warn(0, "control: the enclave half is gone (%s): %s", ctl->peer, why);
-		if (ctl->waiting)
-			status_answer_now(ctl);
+		stats_done(ctl, NULL, 0);
 		return;
 	}
 	log_warn(0, "control: link to the host half lost: %s; reconnecting", why);
@@ -518,8 +508,6 @@ static void on_tick(struct loop *l, struct loop_timer *t)
 	int64_t now = loop_now();
 
 	loop_timer_set(l, t, TICK_MS);
-	if (ctl->host && ctl->waiting && now >= ctl->stats_deadline)
-		status_answer_now(ctl);
 	if (ctl->fd < 0 || !ctl->up)
 		return;
 	if (now - ctl->last_rx > DEAD_MS) {
@@ -621,157 +609,6 @@ static void connect_start(struct control *ctl)
 	connect_failed(ctl, err);
 }
 
-static void put_stats(struct cbor_enc *e, const struct control *ctl, bool enclave)
-{
-	const struct config *c = ctl->cfg;
-
-	cbor_put_array(e, c->nrules);
-	for (size_t i = 0; i < c->nrules; i++) {
-		const struct rule *r = &c->rules[i];
-		struct msg_stat s = {r->vsock_port, 0, 0, 0, 0, 0};
-		if (!enclave) {
-			const struct proxy_stats *p = proxy_stats(ctl->px, i);
-			s = (struct msg_stat){r->vsock_port, p->open, p->total, p->failed, p->bytes_up,
-					      p->bytes_down};
-		} else {
-			for (size_t j = 0; j < ctl->nestats; j++)
-				if (ctl->estats[j].vsock_port == r->vsock_port)
-					s = ctl->estats[j];
-		}
-		char label[CONFIG_STR_MAX + 32];
-		if (r->dir == RULE_INBOUND)
-			snprintf(label, sizeof(label), "inbound %u", r->host_port);
-		else
-			snprintf(label, sizeof(label), "outbound %s:%u", r->hostname, r->tcp_port);
-		const uint64_t v[] = {s.vsock_port, s.open, s.total, s.failed, s.bytes_up, s.bytes_down};
-		cbor_put_map(e, 7);
-		for (unsigned k = 0; k < 6; k++) {
-			cbor_put_uint(e, k);
-			cbor_put_uint(e, v[k]);
-		}
-		cbor_put_uint(e, 6);
-		cbor_put_cstr(e, label);
-	}
-}
-
-/* The reply to `qproxy status`: a CBOR map; the enclave's counters when it answered in time. */
-static void status_answer_now(struct control *ctl)
-{
-	static uint8_t buf[MSG_MAX];
-	struct cbor_enc e;
-	bool have = ctl->estats != NULL;
-
-	cbor_enc_init(&e, buf, sizeof(buf));
-	cbor_put_map(&e, 6);
-	cbor_put_uint(&e, 0);
-	cbor_put_cstr(&e, QPROXY_VERSION);
-	cbor_put_uint(&e, 1);
-	cbor_put_uint(&e, ctl->o.peer_cid);
-	cbor_put_uint(&e, 2);
-	cbor_put_bool(&e, ctl->up && ctl->hello);
-	cbor_put_uint(&e, 3);
-	cbor_put_cstr(&e, ctl->up && ctl->hello ? ctl->peer_version : "");
-	cbor_put_uint(&e, 4);
-	put_stats(&e, ctl, false);
-	cbor_put_uint(&e, 5);
-	if (have)
-		put_stats(&e, ctl, true);
-	else
-		cbor_put_null(&e);
-	size_t n = cbor_enc_done(&e);
-	while (ctl->waiting) {
-		struct status_client *sc = ctl->waiting;
-		ctl->waiting = sc->next;
-		/* A few hundred bytes into an empty socket buffer: one write does it, or nothing will. */
-		if (n > 0 && write(sc->fd, buf, n) < 0)
-			log_debug(0, "control: status reply: %s", strerror(errno));
-		close(sc->fd);
-		free(sc);
-	}
-	free(ctl->estats);
-	ctl->estats = NULL;
-	ctl->nestats = 0;
-}
-
-static void on_status_accept(struct loop *l, int fd, short rev, void *arg)
-{
-	struct control *ctl = arg;
-
-	(void)rev;
-	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (cfd < 0) {
-		if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
-			loop_pause(l, fd, ACCEPT_PAUSE_MS);
-		return;
-	}
-	struct status_client *sc = malloc(sizeof(*sc));
-	if (!sc) {
-		close(cfd);
-		return;
-	}
-	bool asked = ctl->waiting != NULL;
-	sc->fd = cfd;
-	sc->next = ctl->waiting;
-	ctl->waiting = sc;
-	if (asked)
-		return; /* the question in flight answers this client too */
-	if (ctl->up && ctl->hello && send_simple(ctl, MSG_STATS_REQ, ctl->stats_seq = ++ctl->seq)) {
-		ctl->stats_deadline = loop_now() + STATUS_WAIT_MS;
-		return;
-	}
-	status_answer_now(ctl);
-}
-
-/* The status socket: root only, in a root-only directory. */
-static int status_listen(const char *path, char *err, size_t errlen)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char dir[sizeof(sun.sun_path)];
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "status socket %s: path too long", path);
-		return -1;
-	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	snprintf(dir, sizeof(dir), "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			snprintf(err, errlen, "status socket dir %s: %s", dir, strerror(errno));
-			return -1;
-		}
-		/* Whoever may write in the dir may put a socket of theirs in our place. */
-		struct stat st = {0};
-		if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
-		    (st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & 022)) {
-			snprintf(err, errlen,
-				 "status socket dir %s is not a directory that only this user can write "
-				 "(mode %04o): refusing it; give --status-socket a path in one",
-				 dir, (unsigned)(st.st_mode & 07777));
-			return -2;
-		}
-	}
-	if (net_unix_claim(&sun) != 0) {
-		snprintf(err, errlen, "status socket %s: another host half answers there", path);
-		return -1;
-	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
-		return -1;
-	}
-	mode_t old = umask(0177);
-	int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (r != 0 || chmod(path, 0600) != 0 || listen(fd, 16) != 0) {
-		snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct control *control_new(struct loop *l, const struct config *c, struct proxy *px,
 			     const struct control_opts *o)
 {
@@ -784,7 +621,7 @@ struct control *control_new(struct loop *l, const struct config *c, struct proxy
 	ctl->px = px;
 	ctl->o = *o;
 	ctl->host = o->role == PROXY_HOST;
-	ctl->lfd = ctl->sfd = ctl->cfd = ctl->fd = -1;
+	ctl->lfd = ctl->cfd = ctl->fd = -1;
 	ctl->backoff = BACKOFF_MIN_MS;
 	ctl->in = malloc(4 + MSG_MAX);
 	ctl->out = malloc(OUT_CAP);
@@ -822,18 +659,6 @@ int control_start(struct control *ctl, char *err, size_t errlen)
 			 ctl->lfd < 0 ? why : strerror(errno));
 		return -1;
 	}
-	if (ctl->o.status_path) {
-		/* Status is a convenience: without it the host half still does its job. */
-		ctl->sfd = status_listen(ctl->o.status_path, why, sizeof(why));
-		if (ctl->sfd == -2) {
-			snprintf(err, errlen, "%s", why);
-			return -1;
-		}
-		if (ctl->sfd < 0)
-			log_warn(0, "control: no qproxy status: %s", why);
-		else if (loop_add(ctl->loop, ctl->sfd, POLLIN, on_status_accept, ctl) != 0)
-			log_warn(0, "control: no qproxy status: %s", strerror(errno));
-	}
 	return 0;
 }
 
@@ -860,123 +685,24 @@ void control_free(struct control *ctl)
 		close(ctl->lfd);
 		net_unlisten_vsock(ctl->o.port);
 	}
-	if (ctl->sfd >= 0) {
-		loop_del(ctl->loop, ctl->sfd);
-		close(ctl->sfd);
-		unlink(ctl->o.status_path);
-	}
-	while (ctl->waiting) {
-		struct status_client *sc = ctl->waiting;
-		ctl->waiting = sc->next;
-		close(sc->fd);
-		free(sc);
-	}
-	free(ctl->estats);
 	free(ctl->in);
 	free(ctl->out);
 	free(ctl->ring);
 	free(ctl);
 }
 
-/* The status client's side: read the reply, print a table. */
-static bool get_u(struct cbor_dec *d, uint64_t *v)
+bool control_linked(const struct control *ctl, const char **version)
 {
-	struct cbor_item it;
-
-	if (!cbor_next(d, &it) || it.type != CBOR_UINT)
-		return false;
-	*v = it.u;
-	return true;
+	*version = ctl->peer_version;
+	return ctl->up && ctl->hello;
 }
 
-static bool print_rows(struct cbor_dec *d, const char *half, FILE *out)
+int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg)
 {
-	struct cbor_item it;
-
-	if (!cbor_next(d, &it))
-		return false;
-	if (it.type == CBOR_NULL)
-		return true;
-	if (it.type != CBOR_ARRAY)
-		return false;
-	for (uint64_t i = 0; i < it.u; i++) {
-		struct cbor_item m, label;
-		uint64_t k, v[6] = {0};
-		char name[CONFIG_STR_MAX + 32] = "?";
-		if (!cbor_next(d, &m) || m.type != CBOR_MAP)
-			return false;
-		for (uint64_t j = 0; j < m.u; j++) {
-			if (!get_u(d, &k))
-				return false;
-			if (k < 6) {
-				if (!get_u(d, &v[k]))
-					return false;
-			} else if (k == 6) {
-				if (!cbor_next(d, &label) || label.type != CBOR_TEXT)
-					return false;
-				snprintf(name, sizeof(name), "%.*s", (int)label.len, label.ptr);
-			} else if (!cbor_skip(d, 2)) {
-				return false;
-			}
-		}
-		fprintf(out, "%-28s %-8s %6llu %8llu %7llu %14llu %14llu\n", name, half,
-			(unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3],
-			(unsigned long long)v[4], (unsigned long long)v[5]);
-	}
-	return true;
-}
-
-int control_status(const char *path, FILE *out, char *err, size_t errlen)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	static uint8_t buf[MSG_MAX];
-	size_t len = 0;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "status socket %s: path too long", path);
+	if (!ctl->host || !ctl->up || !ctl->hello ||
+	    !send_simple(ctl, MSG_STATS_REQ, ctl->stats_seq = ++ctl->seq))
 		return -1;
-	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		snprintf(err, errlen, "no host half answers at %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	struct timeval tv = {5, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ssize_t n;
-	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
-		len += (size_t)n;
-	close(fd);
-	struct cbor_dec d;
-	struct cbor_item it, version, peer_version, connected;
-	uint64_t k, cid = 0;
-	if (cbor_check(buf, len, 4) != CBOR_OK)
-		goto bad;
-	cbor_dec_init(&d, buf, len);
-	if (!cbor_next(&d, &it) || it.type != CBOR_MAP || it.u != 6)
-		goto bad;
-	if (!get_u(&d, &k) || !cbor_next(&d, &version) || version.type != CBOR_TEXT ||
-	    !get_u(&d, &k) || !get_u(&d, &cid) || !get_u(&d, &k) || !cbor_next(&d, &connected) ||
-	    connected.type != CBOR_BOOL || !get_u(&d, &k) || !cbor_next(&d, &peer_version) ||
-	    peer_version.type != CBOR_TEXT)
-		goto bad;
-	fprintf(out, "host half: qproxy %.*s, enclave CID %llu\n", (int)version.len, version.ptr,
-		(unsigned long long)cid);
-	if (connected.b)
-		fprintf(out, "enclave half: connected, qproxy %.*s\n", (int)peer_version.len,
-			peer_version.ptr);
-	else
-		fprintf(out, "enclave half: not connected\n");
-	fprintf(out, "%-28s %-8s %6s %8s %7s %14s %14s\n", "RULE", "HALF", "OPEN", "TOTAL", "FAILED",
-		"BYTES UP", "BYTES DOWN");
-	if (!get_u(&d, &k) || !print_rows(&d, "host", out) || !get_u(&d, &k) ||
-	    !print_rows(&d, "enclave", out))
-		goto bad;
+	ctl->stats_fn = done;
+	ctl->stats_arg = arg;
 	return 0;
-bad:
-	snprintf(err, errlen, "status socket %s: the reply is not one this qproxy understands", path);
-	return -1;
 }

@@ -17,10 +17,9 @@
 #include "net.h"
 #include "proxy.h"
 #include "relay.h"
+#include "status.h"
+#include "version.h"
 
-#ifndef QPROXY_VERSION
-#define QPROXY_VERSION "dev"
-#endif
 
 enum exit_code { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 
@@ -66,7 +65,7 @@ static const char usage_host[] =
 	"                                 Emulated peers have no CID, so the check that only the\n"
 	"                                 enclave's CID may connect is not made [env: QPROXY_VSOCK_DIR=]\n"
 	"      --status-socket <PATH>     Where `qproxy status` asks this half (root only)\n"
-	"                                 [env: QPROXY_STATUS_SOCKET=] [default: " CONTROL_STATUS_PATH "]\n"
+	"                                 [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT "]\n"
 	"  -h, --help                     Print help\n"
 	"\n"
 	"Vsock connections are accepted only from <CID>; others are closed and logged.\n"
@@ -123,7 +122,7 @@ static const char usage_status[] =
 	"answers.\n"
 	"\n"
 	"Options:\n"
-	"      --status-socket <PATH>     [env: QPROXY_STATUS_SOCKET=] [default: " CONTROL_STATUS_PATH "]\n"
+	"      --status-socket <PATH>     [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT "]\n"
 	"  -h, --help                     Print help\n";
 
 enum cmd { CMD_HOST, CMD_ENCLAVE, CMD_CHECK, CMD_STATUS, NCMDS };
@@ -344,7 +343,7 @@ static int status(const struct opts *o)
 {
 	char err[512];
 
-	if (control_status(o->status_socket, stdout, err, sizeof(err)) != 0) {
+	if (status_query(o->status_socket, stdout, err, sizeof(err)) != 0) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		return EXIT_RUNTIME;
 	}
@@ -434,14 +433,17 @@ static int run_half(const struct opts *o, uint32_t control_port)
 		.role = po.role,
 		.peer_cid = po.peer_cid,
 		.port = control_port,
-		.status_path = host ? o->status_socket : NULL,
 	};
 	struct control *ctl = NULL;
+	struct status_server *st = NULL;
 	struct loop *l = loop_new();
 	struct proxy *px = l ? proxy_new(l, &c, &po) : NULL;
 	if (px)
 		ctl = control_new(l, &c, px, &co);
-	if (!ctl || loop_catch_signal(l, SIGTERM) != 0 || loop_catch_signal(l, SIGINT) != 0) {
+	if (ctl && host)
+		st = status_new(l, &c, px, ctl, po.peer_cid);
+	if (!ctl || (host && !st) || loop_catch_signal(l, SIGTERM) != 0 ||
+	    loop_catch_signal(l, SIGINT) != 0) {
 		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));
 		goto out;
 	}
@@ -451,6 +453,16 @@ static int run_half(const struct opts *o, uint32_t control_port)
 		log_error(0, "%s", err);
 		goto out;
 	}
+	/* Status is a convenience: without it the host half still does its job. */
+	enum status_start_result sr =
+		host ? status_start(st, o->status_socket, err, sizeof(err)) : STATUS_STARTED;
+	if (sr == STATUS_UNSAFE_DIR) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		log_error(0, "%s", err);
+		goto out;
+	}
+	if (sr == STATUS_UNAVAILABLE)
+		log_warn(0, "control: no qproxy status: %s", err);
 	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s", QPROXY_VERSION, cmd, c.nrules,
 		 host ? "enclave" : "parent", po.peer_cid, o->vsock_dir ? ", vsock emulated" : "");
 	int sig = loop_run(l);
@@ -462,6 +474,7 @@ static int run_half(const struct opts *o, uint32_t control_port)
 	log_info(0, "qproxy %s stopping on signal %d", cmd, sig);
 	rc = EXIT_OK;
 out:
+	status_free(st);
 	control_free(ctl);
 	proxy_free(px);
 	loop_free(l);
@@ -513,7 +526,7 @@ int main(int argc, char **argv)
 	o.vsock_dir = env_or(o.vsock_dir, "QPROXY_VSOCK_DIR");
 	o.status_socket = env_or(o.status_socket, "QPROXY_STATUS_SOCKET");
 	if (!o.status_socket)
-		o.status_socket = CONTROL_STATUS_PATH;
+		o.status_socket = STATUS_PATH_DEFAULT;
 	if (o.cmd == CMD_HOST)
 		o.cid = env_or(o.cid, "QPROXY_LISTEN_CID");
 	if (o.cmd == CMD_ENCLAVE) {

@@ -8,7 +8,21 @@
 
 #include "cbor.h"
 
-enum { K_TYPE, K_PROTO, K_VERSION, K_ROLE, K_RULES, K_LEVEL, K_TEXT, K_SEQ, K_STATS };
+enum {
+	K_TYPE,
+	K_PROTO,
+	K_VERSION,
+	K_ROLE,
+	K_RULES,
+	K_LEVEL,
+	K_TEXT,
+	K_SEQ,
+	K_STATS,
+	K_CID,
+	K_CONNECTED,
+	K_PEER_VERSION,
+	K_PEER_STATS,
+};
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
 enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN };
 
@@ -52,6 +66,20 @@ static void put_stat(struct cbor_enc *e, const struct msg_stat *s)
 	}
 }
 
+static void put_rules(struct cbor_enc *e, const struct rule *rules, size_t n)
+{
+	cbor_put_array(e, n);
+	for (size_t i = 0; i < n; i++)
+		put_rule(e, &rules[i]);
+}
+
+static void put_stats(struct cbor_enc *e, const struct msg_stat *stats, size_t n)
+{
+	cbor_put_array(e, n);
+	for (size_t i = 0; i < n; i++)
+		put_stat(e, &stats[i]);
+}
+
 size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 {
 	struct cbor_enc e;
@@ -69,9 +97,7 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		cbor_put_uint(&e, K_ROLE);
 		cbor_put_uint(&e, m->role);
 		cbor_put_uint(&e, K_RULES);
-		cbor_put_array(&e, m->nrules);
-		for (size_t i = 0; i < m->nrules; i++)
-			put_rule(&e, &m->rules[i]);
+		put_rules(&e, m->rules, m->nrules);
 		break;
 	case MSG_LOG:
 		cbor_put_map(&e, 3);
@@ -92,9 +118,28 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		cbor_put_uint(&e, m->seq);
 		if (m->type == MSG_STATS) {
 			cbor_put_uint(&e, K_STATS);
-			cbor_put_array(&e, m->nstats);
-			for (size_t i = 0; i < m->nstats; i++)
-				put_stat(&e, &m->stats[i]);
+			put_stats(&e, m->stats, m->nstats);
+		}
+		break;
+	case MSG_STATUS:
+		cbor_put_map(&e, m->has_peer_stats ? 8 : 7);
+		cbor_put_uint(&e, K_TYPE);
+		cbor_put_uint(&e, m->type);
+		cbor_put_uint(&e, K_VERSION);
+		cbor_put_cstr(&e, m->version);
+		cbor_put_uint(&e, K_CID);
+		cbor_put_uint(&e, m->cid);
+		cbor_put_uint(&e, K_CONNECTED);
+		cbor_put_bool(&e, m->connected);
+		cbor_put_uint(&e, K_PEER_VERSION);
+		cbor_put_cstr(&e, m->peer_version);
+		cbor_put_uint(&e, K_RULES);
+		put_rules(&e, m->rules, m->nrules);
+		cbor_put_uint(&e, K_STATS);
+		put_stats(&e, m->stats, m->nstats);
+		if (m->has_peer_stats) {
+			cbor_put_uint(&e, K_PEER_STATS);
+			put_stats(&e, m->peer_stats, m->npeer_stats);
 		}
 		break;
 	default:
@@ -131,6 +176,18 @@ static bool get_uint(struct rd *r, const char *what, uint64_t max, uint64_t *v)
 		return fail(r, "%s: expected an unsigned integer up to %llu", what,
 			    (unsigned long long)max);
 	*v = it.u;
+	return true;
+}
+
+static bool get_bool(struct rd *r, const char *what, bool *v)
+{
+	struct cbor_item it;
+
+	if (!cbor_next(&r->d, &it))
+		return fail(r, "%s: %s", what, cbor_strerror(r->d.err));
+	if (it.type != CBOR_BOOL)
+		return fail(r, "%s: expected true or false", what);
+	*v = it.b;
 	return true;
 }
 
@@ -336,6 +393,21 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 			ok = get_array(&r, "stats", sizeof(*m->stats), (void **)&m->stats, &m->nstats,
 				       get_stat_v);
 			break;
+		case K_CID:
+			ok = get_uint(&r, "cid", UINT32_MAX, &v);
+			m->cid = (uint32_t)v;
+			break;
+		case K_CONNECTED:
+			ok = get_bool(&r, "connected", &m->connected);
+			break;
+		case K_PEER_VERSION:
+			ok = get_text(&r, "peer version", m->peer_version, sizeof(m->peer_version));
+			break;
+		case K_PEER_STATS:
+			ok = get_array(&r, "peer stats", sizeof(*m->peer_stats),
+				       (void **)&m->peer_stats, &m->npeer_stats, get_stat_v);
+			m->has_peer_stats = ok;
+			break;
 		default:
 			ok = skip(&r);
 		}
@@ -352,7 +424,9 @@ void msg_free(struct msg *m)
 {
 	free(m->rules);
 	free(m->stats);
+	free(m->peer_stats);
 	m->rules = NULL;
-	m->stats = NULL;
-	m->nrules = m->nstats = 0;
+	m->stats = m->peer_stats = NULL;
+	m->nrules = m->nstats = m->npeer_stats = 0;
+	m->has_peer_stats = false;
 }

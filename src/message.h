@@ -1,6 +1,7 @@
 #ifndef QPROXY_MESSAGE_H
 #define QPROXY_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,11 @@
 #define MSG_MAX_RULES 1024
 #define MSG_TEXT_MAX 1024
 #define MSG_VERSION_MAX 32
+/*
+ * The status socket's reply, which carries the rules (at most what a HELLO holds)
+ * and two counters per rule: it is not framed, and may be larger than a frame.
+ */
+#define MSG_STATUS_MAX (4 * MSG_MAX)
 
 enum msg_type {
 	MSG_HELLO = 1,     /* version, proto, role, rules: sent by each side when the link comes up */
@@ -24,6 +30,8 @@ enum msg_type {
 	MSG_HEARTBEAT = 3, /* both ways, every few seconds */
 	MSG_STATS_REQ = 4, /* host -> enclave: seq */
 	MSG_STATS = 5,     /* enclave -> host: seq, one entry per rule */
+	/* The host half's answer on its status socket, never on the link. */
+	MSG_STATUS = 6, /* version, cid, connected, peer_version, rules, stats, peer_stats */
 };
 
 struct msg_stat {
@@ -41,8 +49,15 @@ struct msg {
 	unsigned level; /* LOG */
 	char text[MSG_TEXT_MAX];
 	uint64_t seq; /* HEARTBEAT, STATS_REQ, STATS */
-	struct msg_stat *stats; /* STATS; allocated by msg_decode */
+	struct msg_stat *stats; /* STATS; STATUS: the host half's, one per rule; by msg_decode */
 	size_t nstats;
+	uint32_t cid;			    /* STATUS: the enclave's CID */
+	bool connected;			    /* STATUS: the enclave half is linked */
+	char peer_version[MSG_VERSION_MAX]; /* STATUS: its version, "" when not linked */
+	/* STATUS: the enclave half's counters, one per rule, when it answered in time. */
+	bool has_peer_stats;
+	struct msg_stat *peer_stats; /* allocated by msg_decode */
+	size_t npeer_stats;
 };
 
 /* The CBOR of m into buf; its length, or 0 when it does not fit. */

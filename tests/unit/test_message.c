@@ -18,6 +18,7 @@
 static uint8_t buf[MSG_MAX];
 
 static void collect(void *arg, const char *line);
+static void expect_refused(const uint8_t *p, size_t n, const char *want);
 
 static struct rule in_rule(uint32_t vsock, uint16_t host, uint16_t enclave)
 {
@@ -97,6 +98,62 @@ static void other_types_round_trip(void **state)
 		assert_int_equal(d.seq, 1u << 31);
 		msg_free(&d);
 	}
+}
+
+static void assert_stat_equal(const struct msg_stat *a, const struct msg_stat *b)
+{
+	assert_int_equal(a->vsock_port, b->vsock_port);
+	assert_int_equal(a->open, b->open);
+	assert_int_equal(a->total, b->total);
+	assert_int_equal(a->failed, b->failed);
+	assert_int_equal(a->bytes_up, b->bytes_up);
+	assert_int_equal(a->bytes_down, b->bytes_down);
+}
+
+/* The status socket's reply: the rules, this half's counters, the enclave's when it answered. */
+static void status_round_trip(void **state)
+{
+	struct rule rules[] = {in_rule(9000, 80, 8080), out_rule(7777, "api.example.com", 443, 0x7f000002)};
+	struct msg_stat host[2] = {{9000, 1, 2, 3, 4, 5}, {7777, 0, UINT64_MAX, 0, 1ull << 40, 7}};
+	struct msg_stat encl[2] = {{9000, 6, 7, 8, 9, 10}, {7777, 0, 0, 0, 0, 0}};
+	struct msg m = {.type = MSG_STATUS, .cid = 4, .connected = true, .rules = rules, .nrules = 2,
+			.stats = host, .nstats = 2, .has_peer_stats = true, .peer_stats = encl,
+			.npeer_stats = 2};
+	struct msg d;
+
+	(void)state;
+	strcpy(m.version, "0.1.0");
+	strcpy(m.peer_version, "0.0.9");
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.type, MSG_STATUS);
+	assert_string_equal(d.version, "0.1.0");
+	assert_int_equal(d.cid, 4);
+	assert_true(d.connected);
+	assert_string_equal(d.peer_version, "0.0.9");
+	assert_int_equal(d.nrules, 2);
+	assert_string_equal(d.rules[1].hostname, "api.example.com");
+	assert_int_equal(d.nstats, 2);
+	assert_true(d.has_peer_stats);
+	assert_int_equal(d.npeer_stats, 2);
+	for (size_t i = 0; i < 2; i++) {
+		assert_stat_equal(&d.stats[i], &host[i]);
+		assert_stat_equal(&d.peer_stats[i], &encl[i]);
+	}
+	msg_free(&d);
+
+	/* Without the enclave's counters, and not connected: no enclave rows at all. */
+	m.connected = false;
+	m.has_peer_stats = false;
+	m.peer_version[0] = '\0';
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_false(d.connected);
+	assert_false(d.has_peer_stats);
+	assert_null(d.peer_stats);
+	assert_int_equal(d.nstats, 2);
+	msg_free(&d);
+
+	/* "connected" is a boolean, nothing else. */
+	expect_refused((const uint8_t *)"\xa2\x00\x06\x0a\x01", 5, "connected");
 }
 
 /* A later version's keys, integer or text, are skipped; what we know still arrives. */
@@ -254,6 +311,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(hello_round_trip),
 		cmocka_unit_test(other_types_round_trip),
+		cmocka_unit_test(status_round_trip),
 		cmocka_unit_test(unknown_keys_ignored),
 		cmocka_unit_test(foreign_fields_dropped),
 		cmocka_unit_test(hostile_input_refused),
