@@ -24,6 +24,8 @@
 #define WAIT_WARN_MS 10000
 #define ACCEPT_PAUSE_MS 100
 #define OUT_CAP (4 * (4 + MSG_MAX))
+/* Host: new connections that may each be the enclave half, until their HELLO says so. */
+#define CANDIDATES 4
 /* Log lines the enclave keeps while the link is down: 128 x 512 bytes. */
 #define RING_LINES 128
 #define RING_LINE_MAX 512
@@ -32,6 +34,19 @@ struct ring_line {
 	unsigned char level;
 	unsigned short len;
 	char text[RING_LINE_MAX];
+};
+
+/* One connection between the halves, with our HELLO queued on it from the start. */
+struct link {
+	struct control *ctl;
+	int fd;
+	bool hello; /* the peer's HELLO received */
+	size_t in_len;
+	size_t out_off, out_len;
+	int64_t since, last_rx, last_tx;
+	char peer[NET_ADDR_LEN];
+	uint8_t in[4 + MSG_MAX];
+	uint8_t out[OUT_CAP];
 };
 
 struct control {
@@ -43,16 +58,14 @@ struct control {
 	int lfd; /* host: the control listener */
 	int cfd; /* enclave: a connect in progress, -1 when none */
 
-	/* The link; fd -1 while down. */
-	int fd;
-	bool up;    /* connected and our HELLO queued */
-	bool hello; /* the peer's HELLO received */
-	uint8_t *in;
-	size_t in_len;
-	uint8_t *out;
-	size_t out_off, out_len;
-	int64_t last_rx, last_tx;
-	char peer[NET_ADDR_LEN];
+	/*
+	 * The link, NULL while down. The host half takes a new connection for its link
+	 * only once the peer's HELLO has decoded: until then it is a candidate, and
+	 * whatever it sends, or does not, the link in place keeps going.
+	 */
+	struct link *link;
+	struct link *cand[CANDIDATES];
+	char peer[NET_ADDR_LEN]; /* enclave: the host half's address */
 	char peer_version[MSG_VERSION_MAX];
 
 	struct loop_timer tick;
@@ -77,7 +90,7 @@ struct control {
 static struct control *sink_ctl;
 static uint8_t frame[4 + MSG_MAX];
 
-static void link_down(struct control *ctl, const char *why);
+static void link_drop(struct link *k, const char *why);
 static void connect_start(struct control *ctl);
 static void connect_failed(struct control *ctl, int err);
 
@@ -94,41 +107,40 @@ static int64_t jitter(int64_t ms)
 	return ms / 2 + (int64_t)(jitter_state % (uint64_t)(ms / 2 + 1));
 }
 
-static short link_events(const struct control *ctl)
+static short link_events(const struct link *k)
 {
-	return (short)(POLLIN | (ctl->out_len ? POLLOUT : 0));
+	return (short)(POLLIN | (k->out_len ? POLLOUT : 0));
 }
 
 /* Queue one message; false when the output buffer has no room (the caller decides what is lost). */
-static bool link_send(struct control *ctl, const struct msg *m)
+static bool link_send(struct link *k, const struct msg *m)
 {
-	if (ctl->fd < 0)
-		return false;
 	size_t n = msg_encode(m, frame + 4, MSG_MAX);
 	if (n == 0)
 		return false;
-	if (ctl->out_off > 0 && ctl->out_off + ctl->out_len + 4 + n > OUT_CAP) {
-		memmove(ctl->out, ctl->out + ctl->out_off, ctl->out_len);
-		ctl->out_off = 0;
+	if (k->out_off > 0 && k->out_off + k->out_len + 4 + n > OUT_CAP) {
+		memmove(k->out, k->out + k->out_off, k->out_len);
+		k->out_off = 0;
 	}
-	if (ctl->out_off + ctl->out_len + 4 + n > OUT_CAP)
+	if (k->out_off + k->out_len + 4 + n > OUT_CAP)
 		return false;
 	frame[0] = (uint8_t)(n >> 24);
 	frame[1] = (uint8_t)(n >> 16);
 	frame[2] = (uint8_t)(n >> 8);
 	frame[3] = (uint8_t)n;
-	memcpy(ctl->out + ctl->out_off + ctl->out_len, frame, 4 + n);
-	ctl->out_len += 4 + n;
-	ctl->last_tx = loop_now();
-	loop_set(ctl->loop, ctl->fd, link_events(ctl));
+	memcpy(k->out + k->out_off + k->out_len, frame, 4 + n);
+	k->out_len += 4 + n;
+	k->last_tx = loop_now();
+	loop_set(k->ctl->loop, k->fd, link_events(k));
 	return true;
 }
 
+/* On the link, when there is one. */
 static bool send_simple(struct control *ctl, unsigned type, uint64_t seq)
 {
 	struct msg m = {.type = type, .seq = seq};
 
-	return link_send(ctl, &m);
+	return ctl->link && link_send(ctl->link, &m);
 }
 
 static bool send_log(struct control *ctl, int level, const char *text, size_t len)
@@ -139,7 +151,7 @@ static bool send_log(struct control *ctl, int level, const char *text, size_t le
 		len = sizeof(m.text) - 1;
 	memcpy(m.text, text, len);
 	m.text[len] = '\0';
-	return link_send(ctl, &m);
+	return ctl->link && link_send(ctl->link, &m);
 }
 
 static void ring_push(struct control *ctl, int level, const char *line, size_t len)
@@ -161,14 +173,14 @@ static void ring_push(struct control *ctl, int level, const char *line, size_t l
 /* Send what the ring holds, as far as the output buffer takes it. */
 static void ring_flush(struct control *ctl)
 {
-	while (ctl->up && ctl->ring_n > 0) {
+	while (ctl->link && ctl->ring_n > 0) {
 		struct ring_line *l = &ctl->ring[ctl->ring_head];
 		if (!send_log(ctl, l->level, l->text, l->len))
 			return;
 		ctl->ring_head = (ctl->ring_head + 1) % RING_LINES;
 		ctl->ring_n--;
 	}
-	if (ctl->up && ctl->ring_n == 0 && ctl->dropped > 0) {
+	if (ctl->link && ctl->ring_n == 0 && ctl->dropped > 0) {
 		uint64_t n = ctl->dropped;
 		ctl->dropped = 0;
 		/* A line like any other: here, and through the sink to the host. */
@@ -184,7 +196,7 @@ static void log_to_host(int level, const char *line, size_t len)
 
 	if (!ctl)
 		return;
-	if (ctl->up && ctl->ring_n == 0 && send_log(ctl, level, line, len))
+	if (ctl->link && ctl->ring_n == 0 && send_log(ctl, level, line, len))
 		return;
 	ring_push(ctl, level, line, len);
 }
@@ -281,7 +293,7 @@ static void on_hello(struct control *ctl, const struct msg *m)
 {
 	const char *peer = ctl->host ? "enclave" : "host";
 
-	ctl->hello = true;
+	ctl->link->hello = true;
 	snprintf(ctl->peer_version, sizeof(ctl->peer_version), "%s", m->version);
 	if (m->proto != MSG_PROTO || strcmp(m->version, QPROXY_VERSION) != 0)
 		log_warn(0, "control: the %s half runs qproxy %s (protocol %u), this one %s (protocol %d)",
@@ -322,7 +334,8 @@ static void send_stats(struct control *ctl, uint64_t seq)
 		st[i] = (struct msg_stat){ctl->cfg->rules[i].vsock_port, s->open, s->total, s->failed,
 					  s->bytes_up, s->bytes_down};
 	}
-	link_send(ctl, &m);
+	if (ctl->link)
+		link_send(ctl->link, &m);
 	free(st);
 }
 
@@ -369,82 +382,115 @@ static void on_message(struct control *ctl, struct msg *m)
 	}
 }
 
-/* Take whole frames from the input buffer. false when the link had to be dropped. */
-static bool link_parse(struct control *ctl)
+static void cand_remove(struct control *ctl, struct link *k)
 {
+	for (size_t i = 0; i < CANDIDATES; i++)
+		if (ctl->cand[i] == k)
+			ctl->cand[i] = NULL;
+}
+
+/* A candidate said hello: it is the enclave half now, and the link it had is gone. */
+static void promote(struct control *ctl, struct link *k)
+{
+	cand_remove(ctl, k);
+	if (ctl->link)
+		link_drop(ctl->link, "replaced by a new connection");
+	ctl->link = k;
+	log_info(0, "control: link to the enclave half up (%s)", k->peer);
+}
+
+/* Take whole frames from the input buffer. false when the link had to be dropped. */
+static bool link_parse(struct link *k)
+{
+	struct control *ctl = k->ctl;
 	size_t off = 0;
 
-	while (ctl->in_len - off >= 4) {
-		const uint8_t *p = ctl->in + off;
+	while (k->in_len - off >= 4) {
+		const uint8_t *p = k->in + off;
 		size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+		char err[128], why[160];
 		if (n == 0 || n > MSG_MAX) {
-			char why[96];
 			snprintf(why, sizeof(why), "protocol error: a message of %zu bytes", n);
-			link_down(ctl, why);
+			link_drop(k, why);
 			return false;
 		}
-		if (ctl->in_len - off < 4 + n)
+		if (k->in_len - off < 4 + n)
 			break;
 		struct msg m;
-		char err[128], why[160];
 		if (msg_decode(p + 4, n, &m, err, sizeof(err)) != 0) {
 			msg_free(&m);
 			snprintf(why, sizeof(why), "protocol error: %s", err);
-			link_down(ctl, why);
+			link_drop(k, why);
 			return false;
 		}
+		if (k != ctl->link && m.type != MSG_HELLO) {
+			snprintf(why, sizeof(why), "protocol error: a message of type %u before its hello",
+				 m.type);
+			msg_free(&m);
+			link_drop(k, why);
+			return false;
+		}
+		if (k != ctl->link)
+			promote(ctl, k);
 		on_message(ctl, &m);
 		msg_free(&m);
-		if (ctl->fd < 0)
-			return false;
 		off += 4 + n;
 	}
-	memmove(ctl->in, ctl->in + off, ctl->in_len - off);
-	ctl->in_len -= off;
+	memmove(k->in, k->in + off, k->in_len - off);
+	k->in_len -= off;
 	return true;
 }
 
 static void on_link_io(struct loop *l, int fd, short rev, void *arg)
 {
-	struct control *ctl = arg;
+	struct link *k = arg;
+	struct control *ctl = k->ctl;
 
 	(void)l;
 	if (rev & (POLLIN | POLLHUP | POLLERR)) {
-		ssize_t n = read(fd, ctl->in + ctl->in_len, 4 + MSG_MAX - ctl->in_len);
+		ssize_t n = read(fd, k->in + k->in_len, sizeof(k->in) - k->in_len);
 		if (n == 0) {
-			link_down(ctl, "closed by the peer");
+			link_drop(k, "closed by the peer");
 			return;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			link_down(ctl, strerror(errno));
+			link_drop(k, strerror(errno));
 			return;
 		}
 		if (n > 0) {
-			ctl->in_len += (size_t)n;
-			ctl->last_rx = loop_now();
-			if (!link_parse(ctl))
+			k->in_len += (size_t)n;
+			k->last_rx = loop_now();
+			if (!link_parse(k))
 				return;
 		}
 	}
-	while (ctl->out_len > 0) {
-		ssize_t n = send(fd, ctl->out + ctl->out_off, ctl->out_len, MSG_NOSIGNAL);
+	while (k->out_len > 0) {
+		ssize_t n = send(fd, k->out + k->out_off, k->out_len, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			link_down(ctl, strerror(errno));
+			link_drop(k, strerror(errno));
 			return;
 		}
-		ctl->out_off += (size_t)n;
-		ctl->out_len -= (size_t)n;
+		k->out_off += (size_t)n;
+		k->out_len -= (size_t)n;
 	}
-	if (ctl->out_len == 0)
-		ctl->out_off = 0;
+	if (k->out_len == 0)
+		k->out_off = 0;
 	if (!ctl->host)
 		ring_flush(ctl);
-	loop_set(ctl->loop, fd, link_events(ctl));
+	loop_set(ctl->loop, fd, link_events(k));
 }
 
-static void link_up(struct control *ctl, int fd)
+static void link_free(struct link *k)
+{
+	loop_del(k->ctl->loop, k->fd);
+	close(k->fd);
+	free(k);
+}
+
+/* A link on fd, polled, with our HELLO queued; NULL with errno, and fd closed, on failure. */
+static struct link *link_new(struct control *ctl, int fd, const char *peer)
 {
 	struct msg hello = {
 		.type = MSG_HELLO,
@@ -453,46 +499,68 @@ static void link_up(struct control *ctl, int fd)
 		.rules = ctl->cfg->rules,
 		.nrules = ctl->cfg->nrules,
 	};
+	struct link *k = malloc(sizeof(*k));
 
-	snprintf(hello.version, sizeof(hello.version), "%s", QPROXY_VERSION);
-	if (loop_add(ctl->loop, fd, POLLIN, on_link_io, ctl) != 0) {
-		int err = errno;
+	if (!k || loop_add(ctl->loop, fd, POLLIN, on_link_io, k) != 0) {
+		int err = k ? errno : ENOMEM;
+		free(k);
 		close(fd);
-		/* The enclave half keeps trying, as after any failed connect; the host half waits. */
-		if (!ctl->host)
-			connect_failed(ctl, err);
-		else
-			log_warn(0, "control: connection from %s: %s", ctl->peer, strerror(err));
+		errno = err;
+		return NULL;
+	}
+	k->ctl = ctl;
+	k->fd = fd;
+	k->hello = false;
+	k->in_len = k->out_off = k->out_len = 0;
+	k->since = k->last_rx = k->last_tx = loop_now();
+	snprintf(k->peer, sizeof(k->peer), "%s", peer);
+	snprintf(hello.version, sizeof(hello.version), "%s", QPROXY_VERSION);
+	if (!link_send(k, &hello)) {
+		/* The config check keeps every HELLO within a frame: this is not expected. */
+		link_free(k);
+		errno = EMSGSIZE;
+		return NULL;
+	}
+	return k;
+}
+
+/* Enclave: the connect to the host half went through. */
+static void link_up(struct control *ctl, int fd)
+{
+	struct link *k = link_new(ctl, fd, ctl->peer);
+
+	if (!k) {
+		/* Try again later, as after any failed connect. */
+		connect_failed(ctl, errno);
 		return;
 	}
-	ctl->fd = fd;
-	ctl->in_len = ctl->out_off = ctl->out_len = 0;
-	ctl->last_rx = ctl->last_tx = loop_now();
-	ctl->hello = false;
+	ctl->link = k;
 	ctl->backoff = BACKOFF_MIN_MS;
 	ctl->down_since = 0;
 	ctl->down_logged = false;
-	if (!link_send(ctl, &hello)) {
-		link_down(ctl, "cannot send our hello");
-		return;
-	}
-	ctl->up = true;
-	log_info(0, "control: link to the %s half up (%s)", ctl->host ? "enclave" : "host", ctl->peer);
-	if (!ctl->host)
-		ring_flush(ctl);
+	log_info(0, "control: link to the host half up (%s)", ctl->peer);
+	ring_flush(ctl);
 }
 
-static void link_down(struct control *ctl, const char *why)
+static void link_drop(struct link *k, const char *why)
 {
-	if (ctl->fd < 0)
+	struct control *ctl = k->ctl;
+	bool live = k == ctl->link;
+	char peer[NET_ADDR_LEN];
+
+	snprintf(peer, sizeof(peer), "%s", k->peer);
+	/* Gone before a word is logged: the enclave's log lines must go to the ring now. */
+	if (live)
+		ctl->link = NULL;
+	else
+		cand_remove(ctl, k);
+	link_free(k);
+	if (!live) {
+		log_warn(0, "control: dropped a connection from %s before its hello: %s", peer, why);
 		return;
-	loop_del(ctl->loop, ctl->fd);
-	close(ctl->fd);
-	ctl->fd = -1;
-	ctl->up = ctl->hello = false;
-	ctl->in_len = ctl->out_off = ctl->out_len = 0;
+	}
 	if (ctl->host) {
-		log_warn(0, "control: the enclave half is gone (%s): %s", ctl->peer, why);
+		log_warn(0, "control: the enclave half is gone (%s): %s", peer, why);
 		stats_done(ctl, NULL, 0);
 		return;
 	}
@@ -508,13 +576,17 @@ static void on_tick(struct loop *l, struct loop_timer *t)
 	int64_t now = loop_now();
 
 	loop_timer_set(l, t, TICK_MS);
-	if (ctl->fd < 0 || !ctl->up)
+	for (size_t i = 0; i < CANDIDATES; i++)
+		if (ctl->cand[i] && now - ctl->cand[i]->since > DEAD_MS)
+			link_drop(ctl->cand[i], "no hello for 6 s");
+	struct link *k = ctl->link;
+	if (!k)
 		return;
-	if (now - ctl->last_rx > DEAD_MS) {
-		link_down(ctl, "no heartbeat for 6 s");
+	if (now - k->last_rx > DEAD_MS) {
+		link_drop(k, "no heartbeat for 6 s");
 		return;
 	}
-	if (now - ctl->last_tx >= HEARTBEAT_MS)
+	if (now - k->last_tx >= HEARTBEAT_MS)
 		send_simple(ctl, MSG_HEARTBEAT, ++ctl->seq);
 }
 
@@ -538,11 +610,25 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 		close(cfd);
 		return;
 	}
-	/* A new link from the enclave means it restarted: the old one is dead or dying. */
-	if (ctl->fd >= 0)
-		link_down(ctl, "replaced by a new connection");
-	snprintf(ctl->peer, sizeof(ctl->peer), "%s", who);
-	link_up(ctl, cfd);
+	/*
+	 * A new connection from the enclave means it restarted, and the link in place is
+	 * dead or dying; but only its HELLO shows that it is the enclave half. Until then
+	 * it waits beside the link, in the oldest candidate's place when all are taken.
+	 */
+	size_t slot = 0;
+	for (size_t i = 0; i < CANDIDATES; i++) {
+		if (!ctl->cand[i]) {
+			slot = i;
+			break;
+		}
+		if (ctl->cand[i]->since < ctl->cand[slot]->since)
+			slot = i;
+	}
+	if (ctl->cand[slot])
+		link_drop(ctl->cand[slot], "newer connections took its place");
+	ctl->cand[slot] = link_new(ctl, cfd, who);
+	if (!ctl->cand[slot])
+		log_warn(0, "control: connection from %s: %s", who, strerror(errno));
 }
 
 /*
@@ -621,13 +707,11 @@ struct control *control_new(struct loop *l, const struct config *c, struct proxy
 	ctl->px = px;
 	ctl->o = *o;
 	ctl->host = o->role == PROXY_HOST;
-	ctl->lfd = ctl->cfd = ctl->fd = -1;
+	ctl->lfd = ctl->cfd = -1;
 	ctl->backoff = BACKOFF_MIN_MS;
-	ctl->in = malloc(4 + MSG_MAX);
-	ctl->out = malloc(OUT_CAP);
 	if (!ctl->host)
 		ctl->ring = malloc(RING_LINES * sizeof(*ctl->ring));
-	if (!ctl->in || !ctl->out || (!ctl->host && !ctl->ring)) {
+	if (!ctl->host && !ctl->ring) {
 		control_free(ctl);
 		return NULL;
 	}
@@ -672,10 +756,11 @@ void control_free(struct control *ctl)
 	}
 	loop_timer_stop(ctl->loop, &ctl->tick);
 	loop_timer_stop(ctl->loop, &ctl->retry);
-	if (ctl->fd >= 0) {
-		loop_del(ctl->loop, ctl->fd);
-		close(ctl->fd);
-	}
+	if (ctl->link)
+		link_free(ctl->link);
+	for (size_t i = 0; i < CANDIDATES; i++)
+		if (ctl->cand[i])
+			link_free(ctl->cand[i]);
 	if (ctl->cfd >= 0) {
 		loop_del(ctl->loop, ctl->cfd);
 		close(ctl->cfd);
@@ -685,8 +770,6 @@ void control_free(struct control *ctl)
 		close(ctl->lfd);
 		net_unlisten_vsock(ctl->o.port);
 	}
-	free(ctl->in);
-	free(ctl->out);
 	free(ctl->ring);
 	free(ctl);
 }
@@ -694,12 +777,12 @@ void control_free(struct control *ctl)
 bool control_linked(const struct control *ctl, const char **version)
 {
 	*version = ctl->peer_version;
-	return ctl->up && ctl->hello;
+	return ctl->link && ctl->link->hello;
 }
 
 int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg)
 {
-	if (!ctl->host || !ctl->up || !ctl->hello ||
+	if (!ctl->host || !ctl->link || !ctl->link->hello ||
 	    !send_simple(ctl, MSG_STATS_REQ, ctl->stats_seq = ++ctl->seq))
 		return -1;
 	ctl->stats_fn = done;

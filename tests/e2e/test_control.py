@@ -353,3 +353,43 @@ def test_lines_past_the_ring_are_counted_not_lost_silently(qp, netns):
     # The newest lines are the ones kept, and with the count nothing is unaccounted for.
     assert "[enclave] c200 outbound 9001" in host.stderr()
     assert int(m.group(1)) + kept == 200
+
+
+# A hostile or broken peer on the control port while the enclave half is linked: bytes that
+# are no frame, a frame cut short, or nothing at all.
+@pytest.mark.parametrize("send,dropped", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "protocol error: a message of"),
+    ((200).to_bytes(4, "big") + b"\xa2\x00\x01", "no hello for 6 s"),
+    (b"", "no hello for 6 s"),
+], ids=["garbage", "partial-frame", "nothing"])
+def test_a_hostile_peer_never_bumps_a_good_link(qp, send, dropped):
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    qp.server("echo", 6000)
+    qp.enclave(cfg)
+    host = qp.host(cfg)
+    qp.wait_linked(host)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(qp.vsock_path(3, 6666)))  # where the host half's control port is emulated
+        if send:
+            s.sendall(send)
+        # While the peer is there, and after: the link stays, status says so, and the
+        # enclave's log lines keep arriving.
+        for n in (1, 2):
+            echo_once(hp, b"x" * n)
+            wait_until(lambda: len(re.findall(r"\[enclave\] c\d+ inbound %d: closed" % hp,
+                                              host.stderr())) == n, 5,
+                       f"the enclave's log line for connection {n}")
+            r = status(qp)
+            assert r.returncode == 0, r.stderr
+            assert "enclave half: connected" in r.stdout
+            assert "the enclave half is gone" not in host.stderr()
+            assert host.stderr().count("control: link to the enclave half up") == 1
+            if n == 1:
+                wait_until(lambda: f"before its hello: {dropped}" in host.stderr(), 10,
+                           f"the host half to drop the peer ({dropped})")
+                # Then EOF: the host half closed it, having sent its HELLO at most (garbage
+                # may be read and refused before the HELLO goes out), and nothing else.
+                got = recv_all(s)
+                assert got == b"" or len(got) == 4 + int.from_bytes(got[:4], "big"), got[:100]
