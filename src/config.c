@@ -1,6 +1,8 @@
 #include "config.h"
 
 #include "log.h"
+#include "net.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -134,15 +136,10 @@ struct parser {
 /* arr with room for element n, or NULL (and arr unchanged) when out of memory. */
 static void *grow(struct parser *p, void *arr, size_t *cap, size_t n, size_t size)
 {
-	if (n < *cap)
-		return arr;
-	size_t ncap = *cap ? *cap * 2 : 8;
-	void *a = realloc(arr, ncap * size);
-	if (!a) {
+	void *a = array_grow(arr, cap, n + 1, size);
+
+	if (!a)
 		p->nomem = true;
-		return NULL;
-	}
-	*cap = ncap;
 	return a;
 }
 
@@ -586,13 +583,6 @@ static uint32_t port_value(struct parser *p, const struct table *t, size_t k)
 }
 
 /* a, in host byte order, as a dotted quad. */
-static const char *ipv4_str(uint32_t a, char buf[INET_ADDRSTRLEN])
-{
-	snprintf(buf, INET_ADDRSTRLEN, "%" PRIu32 ".%" PRIu32 ".%" PRIu32 ".%" PRIu32, a >> 24,
-		 a >> 16 & 0xff, a >> 8 & 0xff, a & 0xff);
-	return buf;
-}
-
 /* An outbound rule's enclave_address; false when it is bad, which has been reported. */
 static bool enclave_address(struct parser *p, const struct table *t, uint32_t *addr)
 {
@@ -613,7 +603,7 @@ static void check_clash(struct parser *p, size_t ti, size_t k, uint32_t v)
 	const struct table *t = &p->tables[ti];
 	bool enclave = keys[k].space == SP_ENCLAVE;
 	uint32_t at = INADDR_LOOPBACK, at_u;
-	char buf[INET_ADDRSTRLEN];
+	char buf[NET_IPV4_LEN];
 
 	/* A port at a bad address clashes with nothing: one error for it is enough. */
 	if (enclave && !enclave_address(p, t, &at))
@@ -633,7 +623,7 @@ static void check_clash(struct parser *p, size_t ti, size_t k, uint32_t v)
 			else
 				error_at(p, t->key_line[k],
 					 "%s %" PRIu32 " on %s is already used at line %d",
-					 keys[k].name, v, ipv4_str(at, buf), u->key_line[j]);
+					 keys[k].name, v, net_ipv4_str(at, buf), u->key_line[j]);
 			return;
 		}
 	}
@@ -679,12 +669,11 @@ static void check_enclave_ports(struct parser *p)
 static const char *mapped_name(struct parser *p, const struct table *t, uint32_t *addr)
 {
 	int name = find_key(T_OUTBOUND, "hostname");
-	unsigned char ip[sizeof(struct in6_addr)];
 
 	if (t->kind != T_OUTBOUND || !(t->valid & 1u << name) || !enclave_address(p, t, addr))
 		return NULL;
 	const char *s = p->c->rules[t->rule].hostname;
-	if (inet_pton(AF_INET, s, ip) == 1 || inet_pton(AF_INET6, s, ip) == 1)
+	if (net_is_ip_literal(s))
 		return NULL;
 	return s;
 }
@@ -699,7 +688,7 @@ static void check_hostnames(struct parser *p)
 {
 	int hf = find_key(T_ENCLAVE, "hosts_file"), name = find_key(T_OUTBOUND, "hostname");
 	bool hosts = false;
-	char buf[INET_ADDRSTRLEN];
+	char buf[NET_IPV4_LEN];
 
 	for (size_t i = 0; i < p->ntables; i++)
 		hosts |= p->tables[i].kind == T_ENCLAVE && p->tables[i].key_line[hf];
@@ -716,7 +705,7 @@ static void check_hostnames(struct parser *p)
 				continue;
 			error_at(p, t->key_line[name],
 				 "hostname %s is already mapped to %s at line %d", s,
-				 ipv4_str(at_u, buf), u->key_line[name]);
+				 net_ipv4_str(at_u, buf), u->key_line[name]);
 			break;
 		}
 	}
@@ -841,7 +830,7 @@ static void print_string(FILE *out, const char *s)
 
 static void print_table(FILE *out, enum kind kind, const char *base)
 {
-	char buf[INET_ADDRSTRLEN];
+	char buf[NET_IPV4_LEN];
 
 	fprintf(out, "%s\n", table_title(kind));
 	for (size_t k = 0; k < NKEYS; k++) {
@@ -872,7 +861,7 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 		case V_ADDRESS:
 			if (*(const uint32_t *)f != INADDR_LOOPBACK)
 				fprintf(out, "%s = \"%s\"\n", key->name,
-					ipv4_str(*(const uint32_t *)f, buf));
+					net_ipv4_str(*(const uint32_t *)f, buf));
 			break;
 		}
 	}
@@ -884,7 +873,7 @@ static void print_table(FILE *out, enum kind kind, const char *base)
  */
 void config_print(const struct config *c, FILE *out)
 {
-	char buf[INET_ADDRSTRLEN];
+	char buf[NET_IPV4_LEN];
 
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct rule *r = &c->rules[i];
@@ -901,7 +890,7 @@ void config_print(const struct config *c, FILE *out)
 			fprintf(out,
 				"# outbound: enclave %s:%u -> vsock port %" PRIu32
 				" -> host %s%s%s:%u\n",
-				ipv4_str(r->enclave_address, buf), r->tcp_port, r->vsock_port,
+				net_ipv4_str(r->enclave_address, buf), r->tcp_port, r->vsock_port,
 				v6 ? "[" : "", r->hostname, v6 ? "]" : "", r->tcp_port);
 			print_table(out, T_OUTBOUND, (const char *)r);
 		}
@@ -916,6 +905,18 @@ void config_print(const struct config *c, FILE *out)
 			fputc('\n', out);
 		print_table(out, T_LOG, (const char *)c);
 	}
+}
+
+const char *config_rule_name(const struct rule *r, char *buf, size_t size)
+{
+	if (r->dir == RULE_INBOUND) {
+		snprintf(buf, size, "inbound %u", r->host_port);
+	} else {
+		bool v6 = strchr(r->hostname, ':') != NULL;
+		snprintf(buf, size, "outbound %s%s%s:%u", v6 ? "[" : "", r->hostname, v6 ? "]" : "",
+			 r->tcp_port);
+	}
+	return buf;
 }
 
 void config_free(struct config *c)

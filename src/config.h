@@ -54,6 +54,14 @@ int config_load(struct config *c, const char *path, uint32_t control_port);
 /* The same from an open stream; name is used in the messages. */
 int config_parse(struct config *c, const char *name, FILE *f, uint32_t control_port);
 
+/*
+ * A rule as users see it everywhere, in logs, status and diffs: "inbound 5050"
+ * (the host port its clients connect to), "outbound api.example.com:443" (what
+ * it reaches; an IPv6 literal in brackets). Returns buf.
+ */
+#define CONFIG_RULE_NAME_LEN (CONFIG_STR_MAX + 24)
+const char *config_rule_name(const struct rule *r, char *buf, size_t size);
+
 /* The rules and log settings as canonical TOML, which parses back to the same config. */
 void config_print(const struct config *c, FILE *out);
 

@@ -66,8 +66,8 @@ def test_enclave_log_reaches_the_host_even_when_written_while_it_was_away(qp, ne
                "the enclave half to log the refused connect")
     host = qp.host(cfg)
     qp.wait_linked(host)
-    wait_until(lambda: re.search(r"WARN  \[enclave\] c1 outbound 9001: .* connect: Connection "
-                                 r"refused", host.stderr()), 5,
+    wait_until(lambda: re.search(r"WARN  \[enclave\] c1 outbound 127\.0\.0\.1:%d: .* connect: "
+                                 r"Connection refused" % port, host.stderr()), 5,
                "the line kept while the host was away to arrive")
     # Lines written while the link is up arrive too.
     qp.server("echo", port, in_netns=False)
@@ -76,8 +76,9 @@ def test_enclave_log_reaches_the_host_even_when_written_while_it_was_away(qp, ne
         s.sendall(b"hi")
         s.shutdown(socket.SHUT_WR)
         assert recv_all(s) == b"hi"
-    wait_until(lambda: re.search(r"INFO  \[enclave\] c2 outbound 9001: closed; 2 bytes up, "
-                                 r"2 down", host.stderr()), 5, "the enclave's close line")
+    wait_until(lambda: re.search(r"INFO  \[enclave\] c2 outbound 127\.0\.0\.1:%d: closed; "
+                                 r"2 bytes up, 2 down" % port, host.stderr()), 5,
+               "the enclave's close line")
     # Every host line, the enclave's too, starts with its time.
     for line in host.stderr().splitlines():
         assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", line), line
@@ -351,7 +352,7 @@ def test_lines_past_the_ring_are_counted_not_lost_silently(qp, netns):
     kept = len(re.findall(r"\[enclave\] c\d+ outbound", host.stderr()))
     assert kept == 128, f"{kept} of the enclave's connection lines arrived, not the ring's 128"
     # The newest lines are the ones kept, and with the count nothing is unaccounted for.
-    assert "[enclave] c200 outbound 9001" in host.stderr()
+    assert "[enclave] c200 outbound 127.0.0.1:%d:" % port in host.stderr()
     assert int(m.group(1)) + kept == 200
 
 
