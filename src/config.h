@@ -62,6 +62,14 @@ int config_parse(struct config *c, const char *name, FILE *f, uint32_t control_p
 #define CONFIG_RULE_NAME_LEN (CONFIG_STR_MAX + 24)
 const char *config_rule_name(const struct rule *r, char *buf, size_t size);
 
+/*
+ * Every difference between the host's rules and the enclave's, one line each,
+ * handed to emit; rules are matched by vsock_port. Returns how many there were.
+ * In config_diff.c.
+ */
+size_t config_diff(const struct rule *host, size_t nhost, const struct rule *enclave,
+		   size_t nenclave, void (*emit)(void *arg, const char *line), void *arg);
+
 /* The rules and log settings as canonical TOML, which parses back to the same config. */
 void config_print(const struct config *c, FILE *out);
 

@@ -1,6 +1,5 @@
 #include "control.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -13,6 +12,7 @@
 #include "log.h"
 #include "message.h"
 #include "net.h"
+#include "util.h"
 #include "version.h"
 
 #define TICK_MS 1000
@@ -22,7 +22,6 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define WAIT_WARN_MS 10000
-#define ACCEPT_PAUSE_MS 100
 #define OUT_CAP (4 * (4 + MSG_MAX))
 /* Host: new connections that may each be the enclave half, until their HELLO says so. */
 #define CANDIDATES 4
@@ -201,88 +200,6 @@ static void log_to_host(int level, const char *line, size_t len)
 	ring_push(ctl, level, line, len);
 }
 
-static void rule_name(const struct rule *r, char *buf, size_t size)
-{
-	if (r->dir == RULE_INBOUND) {
-		snprintf(buf, size, "inbound rule vsock_port %u (host 0.0.0.0:%u -> enclave 127.0.0.1:%u)",
-			 r->vsock_port, r->host_port, r->enclave_port);
-	} else {
-		struct in_addr a = {htonl(r->enclave_address)};
-		char ip[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &a, ip, sizeof(ip));
-		snprintf(buf, size, "outbound rule vsock_port %u (enclave %s:%u -> %s:%u)",
-			 r->vsock_port, ip, r->tcp_port, r->hostname, r->tcp_port);
-	}
-}
-
-static const struct rule *find_rule(const struct rule *rules, size_t n, uint32_t vsock_port)
-{
-	for (size_t i = 0; i < n; i++)
-		if (rules[i].vsock_port == vsock_port)
-			return &rules[i];
-	return NULL;
-}
-
-size_t control_diff(const struct rule *host, size_t nhost, const struct rule *enclave,
-		    size_t nenclave, void (*emit)(void *arg, const char *line), void *arg)
-{
-	char line[CONFIG_STR_MAX * 2 + 256], name[CONFIG_STR_MAX + 128];
-	size_t count = 0;
-
-	for (size_t i = 0; i < nhost; i++) {
-		const struct rule *h = &host[i], *e = find_rule(enclave, nenclave, h->vsock_port);
-		rule_name(h, name, sizeof(name));
-		if (!e) {
-			snprintf(line, sizeof(line),
-				 "config mismatch: the host has %s, the enclave does not", name);
-			emit(arg, line), count++;
-			continue;
-		}
-		if (h->dir != e->dir) {
-			snprintf(line, sizeof(line),
-				 "config mismatch: vsock_port %u is an %s rule in the host's config, "
-				 "an %s rule in the enclave's",
-				 h->vsock_port, h->dir == RULE_INBOUND ? "inbound" : "outbound",
-				 e->dir == RULE_INBOUND ? "inbound" : "outbound");
-			emit(arg, line), count++;
-			continue;
-		}
-		struct {
-			const char *key;
-			unsigned a, b;
-		} ports[] = {
-			{"host_port", h->host_port, e->host_port},
-			{"enclave_port", h->enclave_port, e->enclave_port},
-			{"tcp_port", h->tcp_port, e->tcp_port},
-		};
-		for (size_t k = 0; k < 3; k++) {
-			if (ports[k].a == ports[k].b)
-				continue;
-			snprintf(line, sizeof(line),
-				 "config mismatch: %s: %s is %u in the host's config, %u in the "
-				 "enclave's",
-				 name, ports[k].key, ports[k].a, ports[k].b);
-			emit(arg, line), count++;
-		}
-		if (strcmp(h->hostname, e->hostname) != 0) {
-			snprintf(line, sizeof(line),
-				 "config mismatch: %s: hostname is \"%s\" in the host's config, \"%s\" "
-				 "in the enclave's",
-				 name, h->hostname, e->hostname);
-			emit(arg, line), count++;
-		}
-	}
-	for (size_t i = 0; i < nenclave; i++) {
-		if (find_rule(host, nhost, enclave[i].vsock_port))
-			continue;
-		rule_name(&enclave[i], name, sizeof(name));
-		snprintf(line, sizeof(line),
-			 "config mismatch: the enclave has %s, the host does not", name);
-		emit(arg, line), count++;
-	}
-	return count;
-}
-
 static void emit_warn(void *arg, const char *line)
 {
 	(void)arg;
@@ -299,8 +216,8 @@ static void on_hello(struct control *ctl, const struct msg *m)
 		log_warn(0, "control: the %s half runs qproxy %s (protocol %u), this one %s (protocol %d)",
 			 peer, m->version, m->proto, QPROXY_VERSION, MSG_PROTO);
 	const struct config *c = ctl->cfg;
-	size_t n = ctl->host ? control_diff(c->rules, c->nrules, m->rules, m->nrules, emit_warn, NULL)
-			     : control_diff(m->rules, m->nrules, c->rules, c->nrules, emit_warn, NULL);
+	size_t n = ctl->host ? config_diff(c->rules, c->nrules, m->rules, m->nrules, emit_warn, NULL)
+			     : config_diff(m->rules, m->nrules, c->rules, c->nrules, emit_warn, NULL);
 	if (n == 0)
 		log_info(0, "control: the %s half's rules match this one's (%zu rules)", peer, c->nrules);
 }
@@ -572,7 +489,7 @@ static void link_drop(struct link *k, const char *why)
 
 static void on_tick(struct loop *l, struct loop_timer *t)
 {
-	struct control *ctl = (struct control *)((char *)t - offsetof(struct control, tick));
+	struct control *ctl = container_of(t, struct control, tick);
 	int64_t now = loop_now();
 
 	loop_timer_set(l, t, TICK_MS);
@@ -597,12 +514,9 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 	socklen_t plen;
 
 	(void)rev;
-	int cfd = net_accept(fd, &peer, &plen);
-	if (cfd < 0) {
-		if (errno != EAGAIN && errno != ECONNABORTED)
-			loop_pause(l, fd, ACCEPT_PAUSE_MS); /* out of fds: do not spin */
+	int cfd = net_accept_or_pause(l, fd, &peer, &plen);
+	if (cfd < 0)
 		return;
-	}
 	char who[NET_ADDR_LEN];
 	net_addr_str((struct sockaddr *)&peer, plen, who, sizeof(who));
 	if (!net_vsock_peer_ok((struct sockaddr *)&peer, ctl->o.peer_cid)) {
@@ -670,7 +584,7 @@ static void on_connect_io(struct loop *l, int fd, short rev, void *arg)
 static void on_retry(struct loop *l, struct loop_timer *t)
 {
 	(void)l;
-	connect_start((struct control *)((char *)t - offsetof(struct control, retry)));
+	connect_start(container_of(t, struct control, retry));
 }
 
 static void connect_start(struct control *ctl)

@@ -44,11 +44,4 @@ bool control_linked(const struct control *ctl, const char **version);
 typedef void control_stats_fn(void *arg, const struct msg_stat *stats, size_t n);
 int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg);
 
-/*
- * Every difference between the host's rules and the enclave's, one line each,
- * handed to emit; rules are matched by vsock_port. Returns how many there were.
- */
-size_t control_diff(const struct rule *host, size_t nhost, const struct rule *enclave,
-		    size_t nenclave, void (*emit)(void *arg, const char *line), void *arg);
-
 #endif

@@ -14,9 +14,9 @@
 #include "log.h"
 #include "message.h"
 #include "net.h"
+#include "util.h"
 #include "version.h"
 
-#define ACCEPT_PAUSE_MS 100
 /* How long a question waits for the enclave half's counters before it is answered without. */
 #define STATUS_WAIT_MS 1000
 /* How long the client waits for the answer. */
@@ -109,8 +109,7 @@ static void on_enclave_stats(void *arg, const struct msg_stat *stats, size_t n)
 
 static void on_deadline(struct loop *l, struct loop_timer *t)
 {
-	struct status_server *s =
-	    (struct status_server *)((char *)t - offsetof(struct status_server, deadline));
+	struct status_server *s = container_of(t, struct status_server, deadline);
 
 	(void)l;
 	s->asking = false;
@@ -122,12 +121,9 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 	struct status_server *s = arg;
 
 	(void)rev;
-	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (cfd < 0) {
-		if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
-			loop_pause(l, fd, ACCEPT_PAUSE_MS);
+	int cfd = net_accept_or_pause(l, fd, NULL, NULL);
+	if (cfd < 0)
 		return;
-	}
 	struct status_client *sc = malloc(sizeof(*sc));
 	if (!sc) {
 		close(cfd);
@@ -149,14 +145,11 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 /* The status socket: root only, in a root-only directory. */
 static enum status_start_result status_listen(const char *path, int *fdp, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct sockaddr_un sun;
 	char dir[sizeof(sun.sun_path)];
 
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "status socket %s: path too long", path);
+	if (net_unix_addr(&sun, "status socket", path, err, errlen) != 0)
 		return STATUS_UNAVAILABLE;
-	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	snprintf(dir, sizeof(dir), "%s", path);
 	char *slash = strrchr(dir, '/');
 	if (slash && slash != dir) {
@@ -257,12 +250,9 @@ static void print_rows(FILE *out, const char *half, const struct msg *m, const s
 {
 	for (size_t i = 0; i < m->nrules; i++) {
 		const struct rule *r = &m->rules[i];
-		char name[CONFIG_STR_MAX + 32];
-		if (r->dir == RULE_INBOUND)
-			snprintf(name, sizeof(name), "inbound %u", r->host_port);
-		else
-			snprintf(name, sizeof(name), "outbound %s:%u", r->hostname, r->tcp_port);
-		fprintf(out, "%-28s %-8s %6llu %8llu %7llu %14llu %14llu\n", name, half,
+		char name[CONFIG_RULE_NAME_LEN];
+		fprintf(out, "%-28s %-8s %6llu %8llu %7llu %14llu %14llu\n",
+			config_rule_name(r, name, sizeof(name)), half,
 			(unsigned long long)st[i].open, (unsigned long long)st[i].total,
 			(unsigned long long)st[i].failed, (unsigned long long)st[i].bytes_up,
 			(unsigned long long)st[i].bytes_down);
@@ -284,16 +274,13 @@ static ssize_t read_reply(int fd, uint8_t *buf, size_t cap)
 
 int status_query(const char *path, FILE *out, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct sockaddr_un sun;
 	uint8_t *buf;
 	struct msg m;
 	char why[128];
 
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "status socket %s: path too long", path);
+	if (net_unix_addr(&sun, "status socket", path, err, errlen) != 0)
 		return -1;
-	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
 		snprintf(err, errlen, "no host half answers at %s: %s", path, strerror(errno));

@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "cbor.h"
-#include "control.h"
 #include "message.h"
 
 static uint8_t buf[MSG_MAX];
@@ -225,7 +224,7 @@ static void foreign_fields_dropped(void **state)
 	assert_int_equal(d.rules[1].host_port, 0);
 	/* Two rules equal in their own fields show no difference, whatever else was sent. */
 	struct rule mine[] = {in_rule(9000, 80, 0), out_rule(7777, "", 0, 0)};
-	assert_int_equal(control_diff(mine, 2, d.rules, 2, collect, NULL), 0);
+	assert_int_equal(config_diff(mine, 2, d.rules, 2, collect, NULL), 0);
 	msg_free(&d);
 }
 
@@ -290,8 +289,8 @@ static void diff_names_each_difference(void **state)
 
 	(void)state;
 	nlines = 0;
-	assert_int_equal(control_diff(host, 3, host, 3, collect, NULL), 0);
-	assert_int_equal(control_diff(host, 3, encl, 3, collect, NULL), 4);
+	assert_int_equal(config_diff(host, 3, host, 3, collect, NULL), 0);
+	assert_int_equal(config_diff(host, 3, encl, 3, collect, NULL), 4);
 	assert_string_equal(lines[0], "config mismatch: inbound rule vsock_port 9000 (host 0.0.0.0:80 -> "
 				      "enclave 127.0.0.1:80): host_port is 80 in the host's config, "
 				      "8080 in the enclave's");
