@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "message.h"
 #include "net.h"
 #include "util.h"
 
@@ -711,6 +712,41 @@ static void check_hostnames(struct parser *p)
 	}
 }
 
+/*
+ * Each half sends all its rules to the other in one HELLO on the control link.
+ * A config that HELLO cannot hold would load, and then its link would fail and
+ * be retried forever: refuse it here, at the rule that crosses the limit.
+ */
+static void check_link_limits(struct parser *p)
+{
+	const struct config *c = p->c;
+
+	if (c->nrules > MSG_MAX_RULES) {
+		error_at(p, c->rules[MSG_MAX_RULES].line,
+			 "rule %d of %zu: the control channel carries at most %d rules",
+			 MSG_MAX_RULES + 1, c->nrules, MSG_MAX_RULES);
+		return;
+	}
+	size_t total = msg_hello_size(c->rules, c->nrules);
+	if (total <= MSG_MAX)
+		return;
+	/* The rule that crosses the limit: the HELLO's head, then the rules in order. */
+	size_t at = total;
+	for (size_t i = 0; i < c->nrules; i++)
+		at -= msg_rule_size(&c->rules[i]);
+	for (size_t i = 0; i < c->nrules; i++) {
+		at += msg_rule_size(&c->rules[i]);
+		if (at <= MSG_MAX)
+			continue;
+		error_at(p, c->rules[i].line,
+			 "the control channel carries a hello of at most %d bytes: the rules up to "
+			 "this one make it %zu (all %zu rules: %zu); use fewer rules or shorter "
+			 "hostnames",
+			 MSG_MAX, at, c->nrules, total);
+		return;
+	}
+}
+
 static void check_tables(struct parser *p)
 {
 	for (size_t ti = 0; ti < p->ntables; ti++) {
@@ -734,6 +770,7 @@ static void check_tables(struct parser *p)
 	}
 	if (p->c->nrules == 0)
 		error_at(p, 1, "no rules: add [[inbound_connections]] or [[outbound_connections]]");
+	check_link_limits(p);
 	check_hostnames(p);
 	check_enclave_ports(p);
 }

@@ -80,6 +80,33 @@ static void put_stats(struct cbor_enc *e, const struct msg_stat *stats, size_t n
 		put_stat(e, &stats[i]);
 }
 
+size_t msg_rule_size(const struct rule *r)
+{
+	uint8_t buf[CONFIG_STR_MAX + 64];
+	struct cbor_enc e;
+
+	cbor_enc_init(&e, buf, sizeof(buf));
+	put_rule(&e, r);
+	return cbor_enc_done(&e);
+}
+
+size_t msg_hello_size(const struct rule *rules, size_t n)
+{
+	struct msg m = {.type = MSG_HELLO, .proto = UINT32_MAX, .role = 1};
+	uint8_t buf[MSG_VERSION_MAX + 64];
+	struct cbor_enc e;
+
+	memset(m.version, 'v', sizeof(m.version) - 1);
+	/* The HELLO without its rules, and the array's head grown to hold n of them. */
+	size_t size = msg_encode(&m, buf, sizeof(buf)) - 1;
+	cbor_enc_init(&e, buf, sizeof(buf));
+	cbor_put_array(&e, n);
+	size += cbor_enc_done(&e);
+	for (size_t i = 0; i < n; i++)
+		size += msg_rule_size(&rules[i]);
+	return size;
+}
+
 size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 {
 	struct cbor_enc e;

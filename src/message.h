@@ -60,6 +60,15 @@ struct msg {
 	size_t npeer_stats;
 };
 
+/*
+ * The bytes a HELLO carrying these rules takes, at most (with the longest version
+ * string): a config whose HELLO exceeds MSG_MAX, or which has more than
+ * MSG_MAX_RULES rules, cannot cross the link, and must not pass the config check.
+ * msg_rule_size() is one rule's share.
+ */
+size_t msg_hello_size(const struct rule *rules, size_t n);
+size_t msg_rule_size(const struct rule *r);
+
 /* The CBOR of m into buf; its length, or 0 when it does not fit. */
 size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap);
 

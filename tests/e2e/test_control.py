@@ -394,3 +394,56 @@ def test_a_hostile_peer_never_bumps_a_good_link(qp, send, dropped):
                 # may be read and refused before the HELLO goes out), and nothing else.
                 got = recv_all(s)
                 assert got == b"" or len(got) == 4 + int.from_bytes(got[:4], "big"), got[:100]
+
+
+# Each half sends all its rules in one HELLO of at most 64 KiB and 1024 rules: check-config
+# refuses what does not fit, and whatever it accepts crosses the link.
+def outbound_rules(n, name_len):
+    return [(f"h{i:04d}." + "a" * (name_len - 6), 10000 + i, 20000 + i) for i in range(n)]
+
+
+def check_config(qp, cfg):
+    return harness.run([qp.binary, "check-config", str(cfg)])
+
+
+def assert_linked_with(qp, cfg, nrules):
+    enclave = qp.enclave(cfg, wait=False)
+    host = qp.host(cfg, wait=False)
+    qp.wait_linked(host, timeout=30)
+    for p in (host, enclave):
+        wait_until(lambda: f"half's rules match this one's ({nrules} rules)" in p.stderr(), 30,
+                   f"{p.name} to say the {nrules} rules match", watch=[p])
+    r = status(qp)
+    assert r.returncode == 0, r.stderr
+    assert "enclave half: connected" in r.stdout
+    assert host.stderr().count("control: link to the enclave half up") == 1
+    for p in (host, enclave):
+        assert "protocol error" not in p.stderr() and "cannot send our hello" not in p.stderr()
+
+
+@pytest.mark.timeout(120)
+def test_a_hello_over_64_kib_is_refused_and_the_largest_accepted_config_links(qp):
+    def fits(n):
+        r = check_config(qp, qp.config(outbound=outbound_rules(n, 186), name=f"long{n}.toml"))
+        return r.returncode == 0, r
+    # About 300 rules with long hostnames fill a HELLO: 1 fits, 400 does not.
+    assert fits(1)[0]
+    ok, r = fits(400)
+    assert not ok and r.returncode == 1
+    assert "the control channel carries a hello of at most 65536 bytes" in r.stderr
+    lo, hi = 1, 400
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid)[0] else (lo, mid)
+    assert_linked_with(qp, qp.config(outbound=outbound_rules(lo, 186)), lo)
+
+
+@pytest.mark.timeout(120)
+def test_more_than_1024_rules_are_refused_and_1024_link(qp):
+    r = check_config(qp, qp.config(outbound=outbound_rules(1025, 6)))
+    assert r.returncode == 1
+    assert r.stderr.endswith(": rule 1025 of 1025: the control channel carries at most 1024 "
+                             "rules\n"), r.stderr
+    cfg = qp.config(outbound=outbound_rules(1024, 6))
+    assert check_config(qp, cfg).returncode == 0
+    assert_linked_with(qp, cfg, 1024)
