@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dir.h"
 #include "log.h"
 #include "message.h"
 #include "net.h"
@@ -154,8 +155,10 @@ static enum status_start_result status_listen(const char *path, int *fdp, char *
 	char *slash = strrchr(dir, '/');
 	if (slash && slash != dir) {
 		*slash = '\0';
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			snprintf(err, errlen, "status socket dir %s: %s", dir, strerror(errno));
+		/* A tiny-init enclave or a minimal host may have no /run: make what is missing. */
+		char failed[sizeof(dir)];
+		if (dir_create(dir, 0700, failed, sizeof(failed)) != 0) {
+			snprintf(err, errlen, "status socket dir %s: %s", failed, strerror(errno));
 			return STATUS_UNAVAILABLE;
 		}
 		/* Whoever may write in the dir may put a socket of theirs in our place. */

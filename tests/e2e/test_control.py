@@ -116,6 +116,20 @@ def test_status_without_a_host_half_fails(qp):
     assert "qproxy: error: no host half answers at" in r.stderr
 
 
+def test_status_socket_dirs_are_created_several_levels_deep(qp, tmp_path):
+    # As in a tiny-init enclave or a minimal host without /run: no dir on the way exists.
+    sock = tmp_path / "run" / "qp" / "x" / "host.sock"
+    cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)])
+    host = qp.host(cfg, env={"QPROXY_STATUS_SOCKET": str(sock)})
+    host.wait_unix(sock)
+    r = harness.run([qp.binary, "status", "--status-socket", str(sock)])
+    assert r.returncode == 0, r.stderr + host.stderr()
+    assert "enclave half: not connected" in r.stdout
+    assert "no qproxy status" not in host.stderr()
+    assert oct(harness.os.stat(sock.parent).st_mode & 0o777) == "0o700"
+    assert oct(harness.os.stat(sock).st_mode & 0o777) == "0o600"
+
+
 def test_status_says_when_the_enclave_half_is_absent(qp):
     cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)])
     qp.host(cfg)
