@@ -70,7 +70,7 @@ static const char usage_host[] =
 	"\n"
 	"Vsock connections are accepted only from <CID>; others are closed and logged.\n"
 	"The enclave half's log lines arrive over the control channel and are written to this\n"
-	"half's log, each marked 'enclave|'.\n"
+	"half's log, each marked '[enclave]'.\n"
 	"Logs: [log_location] host_log in the config, else stderr; RUST_LOG=off|error|warn|info|\n"
 	"debug|trace overrides log_level (default warn).\n";
 
@@ -195,15 +195,15 @@ static const struct optdef optdefs[] = {
 static const char *const cmd_names[] = {"host", "enclave", "check-config", "status"};
 static const char *const cmd_usage[] = {usage_host, usage_enclave, usage_check, usage_status};
 
-static const struct optdef *find_opt(const char *arg, size_t len, enum cmd cmd)
+/* name: len bytes after "--" (is_long), or the one letter after "-". */
+static const struct optdef *find_opt(const char *name, size_t len, bool is_long, enum cmd cmd)
 {
 	for (size_t i = 0; i < sizeof(optdefs) / sizeof(optdefs[0]); i++) {
 		const struct optdef *d = &optdefs[i];
 		if (!(d->cmds & (1u << cmd)))
 			continue;
-		if (len == 1 && arg[-1] == '-' && arg[-2] != '-' && d->short_name == arg[0])
-			return d;
-		if (arg[-2] == '-' && strlen(d->name) == len && memcmp(d->name, arg, len) == 0)
+		if (is_long ? strlen(d->name) == len && memcmp(d->name, name, len) == 0
+			    : len == 1 && d->short_name == name[0])
 			return d;
 	}
 	return NULL;
@@ -228,15 +228,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			only_positional = true;
 			continue;
 		}
-		const char *name = a[1] == '-' ? a + 2 : a + 1;
+		bool is_long = a[1] == '-';
+		const char *name = is_long ? a + 2 : a + 1;
 		const char *eq = strchr(name, '=');
 		size_t len = eq ? (size_t)(eq - name) : strlen(name);
 		const char *attached = eq ? eq + 1 : NULL;
-		if (a[1] != '-' && len > 1) { /* -t4 */
+		if (!is_long && len > 1) { /* -t4 */
 			attached = name + 1;
 			len = 1;
 		}
-		const struct optdef *d = find_opt(name, len, o->cmd);
+		const struct optdef *d = find_opt(name, len, is_long, o->cmd);
 		if (!d)
 			return usage_error(cmd, "unknown option '%s'", a);
 		if (strcmp(d->name, "help") == 0) {
@@ -367,38 +368,35 @@ static int enclave_setup(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
-static int run_half(const struct opts *o, uint32_t control_port)
+/* The CIDs of a half's command line: its peer's in po, its own (with --vsock-dir) in self. */
+static int half_cids(const struct opts *o, struct proxy_opts *po, uint32_t *self)
 {
-	bool host = o->cmd == CMD_HOST;
 	const char *cmd = cmd_names[o->cmd];
-	struct proxy_opts po = {.role = host ? PROXY_HOST : PROXY_ENCLAVE, .family = o->family};
-	uint32_t self_cid = DEFAULT_PARENT_CID;
-	char err[512];
-	struct config c;
 
-	if (host) {
+	*self = DEFAULT_PARENT_CID;
+	if (o->cmd == CMD_HOST) {
 		if (!o->cid)
 			return usage_error(cmd, "%s", "the enclave's <CID> is required");
-		if (!parse_u32(o->cid, 0, UINT32_MAX - 1, &po.peer_cid))
+		if (!parse_u32(o->cid, 0, UINT32_MAX - 1, &po->peer_cid))
 			return usage_error(cmd, "invalid enclave CID '%s'", o->cid);
-	} else {
-		po.peer_cid = DEFAULT_PARENT_CID;
-		if (o->parent_cid && !parse_u32(o->parent_cid, 0, UINT32_MAX - 1, &po.peer_cid))
-			return usage_error(cmd, "invalid --parent-cid '%s'", o->parent_cid);
-		if (o->vsock_dir && !o->cid)
-			return usage_error(cmd, "%s", "--vsock-dir needs --cid, this enclave's own CID");
-		if (o->cid && !parse_u32(o->cid, 0, UINT32_MAX - 1, &self_cid))
-			return usage_error(cmd, "invalid --cid '%s'", o->cid);
+		return -1;
 	}
-	if (!o->config)
-		return usage_error(cmd, "%s", "no configuration file given: use --config FILE");
-	if (load_config(o, control_port, &c) != 0) {
-		config_free(&c);
-		return EXIT_CONFIG;
-	}
+	po->peer_cid = DEFAULT_PARENT_CID;
+	if (o->parent_cid && !parse_u32(o->parent_cid, 0, UINT32_MAX - 1, &po->peer_cid))
+		return usage_error(cmd, "invalid --parent-cid '%s'", o->parent_cid);
+	if (o->vsock_dir && !o->cid)
+		return usage_error(cmd, "%s", "--vsock-dir needs --cid, this enclave's own CID");
+	if (o->cid && !parse_u32(o->cid, 0, UINT32_MAX - 1, self))
+		return usage_error(cmd, "invalid --cid '%s'", o->cid);
+	return -1;
+}
 
-	int level = c.log_level >= 0 ? c.log_level : LOG_WARN;
+/* The level (the config's, RUST_LOG over it) and this half's log file. */
+static int log_setup(const struct config *c, bool host, char *err, size_t errlen)
+{
+	int level = c->log_level >= 0 ? c->log_level : LOG_WARN;
 	const char *rust_log = getenv("RUST_LOG");
+
 	if (rust_log && *rust_log) {
 		int l = rust_log_level(rust_log);
 		if (l >= 0)
@@ -408,46 +406,53 @@ static int run_half(const struct opts *o, uint32_t control_port)
 				rust_log, log_level_name(level));
 	}
 	log_set_level(level);
-	const char *file = host ? c.host_log : c.enclave_log;
-	if (c.has_log_location && *file &&
-	    log_open(host ? c.host_log_dir : c.enclave_log_dir, file, err, sizeof(err)) != 0) {
-		fprintf(stderr, "qproxy: error: %s\n", err);
-		config_free(&c);
-		return EXIT_RUNTIME;
-	}
+	const char *file = host ? c->host_log : c->enclave_log;
+	if (c->has_log_location && *file)
+		return log_open(host ? c->host_log_dir : c->enclave_log_dir, file, err, errlen);
+	return 0;
+}
 
+/* What the process needs whatever the half: signals, fds, the copy mode, the vsock emulation. */
+static int process_setup(const struct opts *o, uint32_t self_cid, char *err, size_t errlen)
+{
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	/* A diagnostic switch, and the way the benchmarks compare: QPROXY_SPLICE=0 copies. */
 	const char *sp = getenv("QPROXY_SPLICE");
 	if (sp && strcmp(sp, "0") == 0)
 		relay_use_splice(false);
-	if (o->vsock_dir && net_vsock_emulate(o->vsock_dir, self_cid, err, sizeof(err)) != 0) {
-		fprintf(stderr, "qproxy: error: %s\n", err);
-		config_free(&c);
-		return EXIT_RUNTIME;
-	}
+	if (o->vsock_dir && net_vsock_emulate(o->vsock_dir, self_cid, err, errlen) != 0)
+		return -1;
+	return 0;
+}
 
+/* The half itself, until a signal stops it: an exit code. */
+static int run(const struct opts *o, const struct config *c, const struct proxy_opts *po,
+	       uint32_t control_port)
+{
+	bool host = o->cmd == CMD_HOST;
+	const char *cmd = cmd_names[o->cmd];
+	char err[512];
 	int rc = EXIT_RUNTIME;
 	struct control_opts co = {
-		.role = po.role,
-		.peer_cid = po.peer_cid,
+		.role = po->role,
+		.peer_cid = po->peer_cid,
 		.port = control_port,
 	};
 	struct control *ctl = NULL;
 	struct status_server *st = NULL;
 	struct loop *l = loop_new();
-	struct proxy *px = l ? proxy_new(l, &c, &po) : NULL;
+	struct proxy *px = l ? proxy_new(l, c, po) : NULL;
 	if (px)
-		ctl = control_new(l, &c, px, &co);
+		ctl = control_new(l, c, px, &co);
 	if (ctl && host)
-		st = status_new(l, &c, px, ctl, po.peer_cid);
+		st = status_new(l, c, px, ctl, po->peer_cid);
 	if (!ctl || (host && !st) || loop_catch_signal(l, SIGTERM) != 0 ||
 	    loop_catch_signal(l, SIGINT) != 0) {
 		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));
 		goto out;
 	}
-	if ((!host && enclave_setup(&c, err, sizeof(err)) != 0) ||
+	if ((!host && enclave_setup(c, err, sizeof(err)) != 0) ||
 	    proxy_listen(px, err, sizeof(err)) != 0 || control_start(ctl, err, sizeof(err)) != 0) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		log_error(0, "%s", err);
@@ -463,8 +468,8 @@ static int run_half(const struct opts *o, uint32_t control_port)
 	}
 	if (sr == STATUS_UNAVAILABLE)
 		log_warn(0, "control: no qproxy status: %s", err);
-	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s", QPROXY_VERSION, cmd, c.nrules,
-		 host ? "enclave" : "parent", po.peer_cid, o->vsock_dir ? ", vsock emulated" : "");
+	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s", QPROXY_VERSION, cmd, c->nrules,
+		 host ? "enclave" : "parent", po->peer_cid, o->vsock_dir ? ", vsock emulated" : "");
 	int sig = loop_run(l);
 	if (sig < 0) {
 		log_error(0, "event loop: %s", strerror(errno));
@@ -478,6 +483,34 @@ out:
 	control_free(ctl);
 	proxy_free(px);
 	loop_free(l);
+	return rc;
+}
+
+static int run_half(const struct opts *o, uint32_t control_port)
+{
+	bool host = o->cmd == CMD_HOST;
+	struct proxy_opts po = {.role = host ? PROXY_HOST : PROXY_ENCLAVE, .family = o->family};
+	uint32_t self_cid;
+	char err[512];
+	struct config c;
+
+	int rc = half_cids(o, &po, &self_cid);
+	if (rc >= 0)
+		return rc;
+	if (!o->config)
+		return usage_error(cmd_names[o->cmd], "%s",
+				   "no configuration file given: use --config FILE");
+	if (load_config(o, control_port, &c) != 0) {
+		config_free(&c);
+		return EXIT_CONFIG;
+	}
+	if (log_setup(&c, host, err, sizeof(err)) != 0 ||
+	    process_setup(o, self_cid, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		rc = EXIT_RUNTIME;
+	} else {
+		rc = run(o, &c, &po, control_port);
+	}
 	config_free(&c);
 	return rc;
 }
