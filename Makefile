@@ -77,9 +77,10 @@ build/tests/test_cbor build/asan/test_cbor: TEST_LDLIBS = -lcbor
 
 # The control and status unit tests inject faults: the linker sends the calls they make
 # through the tests' own __wrap_ functions (ld --wrap), with no hook in qproxy itself.
-CONTROL_TESTS := test_control
-CONTROL_WRAP  := -Wl,--wrap=loop_add,--wrap=net_connect
-$(CONTROL_TESTS:%=build/tests/%) $(CONTROL_TESTS:%=build/asan/%): TEST_LDLIBS = $(CONTROL_WRAP)
+build/tests/test_control build/asan/test_control: TEST_LDLIBS = \
+	-Wl,--wrap=loop_add,--wrap=net_connect
+build/tests/test_status build/asan/test_status: TEST_LDLIBS = \
+	-Wl,--wrap=malloc,--wrap=loop_timer_set
 
 # The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
 SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \

@@ -22,12 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "control.h"
+#include "half_rig.h"
 #include "log.h"
-#include "loop.h"
 #include "net.h"
-#include "proxy.h"
 
 #define HOST_CID 3
 #define ENCLAVE_CID 4
@@ -73,10 +70,7 @@ struct rig {
 	char dir[64];
 	char path[108];
 	int host; /* the listener standing in for the host half */
-	struct config cfg;
-	struct loop *loop;
-	struct proxy *px;
-	struct control *ctl;
+	struct half h;
 };
 
 static int setup(void **state)
@@ -100,18 +94,7 @@ static int setup(void **state)
 	assert_true(g->host >= 0);
 	assert_int_equal(bind(g->host, (struct sockaddr *)&sun, sizeof(sun)), 0);
 	assert_int_equal(listen(g->host, 16), 0);
-
-	FILE *f = fmemopen((void *)toml, sizeof(toml) - 1, "r");
-	assert_int_equal(config_parse(&g->cfg, "test.toml", f, PORT), 0);
-	fclose(f);
-	struct proxy_opts po = {.role = PROXY_ENCLAVE, .peer_cid = HOST_CID};
-	struct control_opts co = {.role = PROXY_ENCLAVE, .peer_cid = HOST_CID, .port = PORT};
-	g->loop = loop_new();
-	assert_non_null(g->loop);
-	g->px = proxy_new(g->loop, &g->cfg, &po);
-	assert_non_null(g->px);
-	g->ctl = control_new(g->loop, &g->cfg, g->px, &co);
-	assert_non_null(g->ctl);
+	half_new(&g->h, PROXY_ENCLAVE, HOST_CID, PORT, toml);
 	fail_link_adds = 0;
 	hang_connect = false;
 	hung_peer = -1;
@@ -123,10 +106,7 @@ static int teardown(void **state)
 {
 	struct rig *g = *state;
 
-	control_free(g->ctl);
-	proxy_free(g->px);
-	loop_free(g->loop);
-	config_free(&g->cfg);
+	half_free(&g->h);
 	close(g->host);
 	if (hung_peer >= 0)
 		close(hung_peer);
@@ -166,12 +146,12 @@ static void enclave_reconnects_after_loop_add_fails(void **state)
 	char err[256];
 
 	fail_link_adds = 1;
-	assert_int_equal(control_start(g->ctl, err, sizeof(err)), 0);
+	assert_int_equal(control_start(g->h.ctl, err, sizeof(err)), 0);
 	assert_int_equal(fail_link_adds, 0); /* the fault was hit */
 	assert_int_equal(accept_all(g), 1);  /* that connect reached the host, then was closed */
 	int again = 0;
 	for (int64_t end = now_ms() + RECONNECT_WAIT_MS; !again && now_ms() < end;) {
-		assert_true(loop_once(g->loop, 50) >= 0);
+		assert_true(loop_once(g->h.loop, 50) >= 0);
 		again = accept_all(g);
 	}
 	assert_int_equal(again, 1);
@@ -184,12 +164,12 @@ static void free_closes_a_connect_in_progress(void **state)
 	char err[256], c;
 
 	hang_connect = true;
-	assert_int_equal(control_start(g->ctl, err, sizeof(err)), 0);
+	assert_int_equal(control_start(g->h.ctl, err, sizeof(err)), 0);
 	assert_true(hung_peer >= 0);
 	assert_int_equal(recv(hung_peer, &c, 1, MSG_DONTWAIT), -1); /* open: nothing yet, no EOF */
 	assert_int_equal(errno, EAGAIN);
-	control_free(g->ctl);
-	g->ctl = NULL;
+	control_free(g->h.ctl);
+	g->h.ctl = NULL;
 	assert_int_equal(recv(hung_peer, &c, 1, MSG_DONTWAIT), 0); /* EOF: our end was closed */
 }
 
