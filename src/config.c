@@ -336,8 +336,8 @@ static bool parse_key_value(struct parser *p, char *s, char *out)
 		return error_at(p, p->line, "%.*s: unexpected text after value: %s", n, s, rest);
 	*e = '\0';
 	if ((size_t)n + 1 + strlen(v) > LINE_MAX_LEN)
-		return error_at(p, p->line, "%.*s: key and value take %zu bytes, at most %d",
-				n, s, (size_t)n + 1 + strlen(v), LINE_MAX_LEN);
+		return error_at(p, p->line, "%.*s: key and value take %zu bytes, at most %d", n, s,
+				(size_t)n + 1 + strlen(v), LINE_MAX_LEN);
 	for (char *c = v; *c; c++)
 		if (*c == ';')
 			*c = SEMI;
@@ -497,7 +497,8 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 		if (v[i] == '\\') {
 			unsigned char e = (unsigned char)v[i + 1];
 			if (e != '"' && e != '\\') {
-				/* As the user can read it: a byte that is not plain ASCII, in hex. */
+				/* As the user can read it: a byte that is not plain ASCII, in hex.
+				 */
 				char shown[8];
 				if (e > 0x20 && e < 0x7f)
 					snprintf(shown, sizeof(shown), "%c", e);

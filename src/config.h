@@ -17,21 +17,22 @@ struct rule {
 	uint32_t vsock_port;
 	uint16_t host_port;    /* inbound: the host half listens on 0.0.0.0:host_port */
 	uint16_t enclave_port; /* inbound: the enclave half connects to 127.0.0.1:enclave_port */
-	uint16_t tcp_port;     /* outbound: enclave listens enclave_address:tcp_port, host connects hostname:tcp_port */
+	uint16_t tcp_port;     /* outbound: enclave listens enclave_address:tcp_port, host connects
+				  hostname:tcp_port */
 	char hostname[CONFIG_STR_MAX]; /* outbound */
-	uint32_t enclave_address;      /* outbound: in 127.0.0.0/8, host byte order; default 127.0.0.1 */
+	uint32_t enclave_address; /* outbound: in 127.0.0.0/8, host byte order; default 127.0.0.1 */
 };
 
 struct config {
 	struct rule *rules;
 	size_t nrules;
 
-	bool has_log_location; /* a [log_location] table was present */
-	char host_log[CONFIG_STR_MAX];        /* "" when not set */
+	bool has_log_location;		      /* a [log_location] table was present */
+	char host_log[CONFIG_STR_MAX];	      /* "" when not set */
 	char enclave_log[CONFIG_STR_MAX];     /* "" when not set */
 	char host_log_dir[CONFIG_STR_MAX];    /* defaults to /var/log/qproxy */
 	char enclave_log_dir[CONFIG_STR_MAX]; /* defaults to /var/log/qproxy */
-	int log_level;                        /* enum log_level, or -1 when not set */
+	int log_level;			      /* enum log_level, or -1 when not set */
 
 	char hosts_file[CONFIG_STR_MAX]; /* [enclave] hosts_file, "" when not set */
 

@@ -99,7 +99,8 @@ static uint64_t jitter_state;
 static int64_t jitter(int64_t ms)
 {
 	if (!jitter_state)
-		jitter_state = (uint64_t)loop_now() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
+		jitter_state =
+		    (uint64_t)loop_now() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
 	jitter_state ^= jitter_state << 13;
 	jitter_state ^= jitter_state >> 7;
 	jitter_state ^= jitter_state << 17;
@@ -183,7 +184,8 @@ static void ring_flush(struct control *ctl)
 		uint64_t n = ctl->dropped;
 		ctl->dropped = 0;
 		/* A line like any other: here, and through the sink to the host. */
-		log_warn(0, "control: %llu log lines were dropped while the host half was unreachable",
+		log_warn(0,
+			 "control: %llu log lines were dropped while the host half was unreachable",
 			 (unsigned long long)n);
 	}
 }
@@ -213,13 +215,17 @@ static void on_hello(struct control *ctl, const struct msg *m)
 	ctl->link->hello = true;
 	snprintf(ctl->peer_version, sizeof(ctl->peer_version), "%s", m->version);
 	if (m->proto != MSG_PROTO || strcmp(m->version, QPROXY_VERSION) != 0)
-		log_warn(0, "control: the %s half runs qproxy %s (protocol %u), this one %s (protocol %d)",
-			 peer, m->version, m->proto, QPROXY_VERSION, MSG_PROTO);
+		log_warn(
+		    0,
+		    "control: the %s half runs qproxy %s (protocol %u), this one %s (protocol %d)",
+		    peer, m->version, m->proto, QPROXY_VERSION, MSG_PROTO);
 	const struct config *c = ctl->cfg;
-	size_t n = ctl->host ? config_diff(c->rules, c->nrules, m->rules, m->nrules, emit_warn, NULL)
-			     : config_diff(m->rules, m->nrules, c->rules, c->nrules, emit_warn, NULL);
+	size_t n = ctl->host
+		       ? config_diff(c->rules, c->nrules, m->rules, m->nrules, emit_warn, NULL)
+		       : config_diff(m->rules, m->nrules, c->rules, c->nrules, emit_warn, NULL);
 	if (n == 0)
-		log_info(0, "control: the %s half's rules match this one's (%zu rules)", peer, c->nrules);
+		log_info(0, "control: the %s half's rules match this one's (%zu rules)", peer,
+			 c->nrules);
 }
 
 /* The counters asked for, or none (stats NULL) when the link went down first. */
@@ -248,8 +254,12 @@ static void send_stats(struct control *ctl, uint64_t seq)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		const struct proxy_stats *s = proxy_stats(ctl->px, i);
-		st[i] = (struct msg_stat){ctl->cfg->rules[i].vsock_port, s->open, s->total, s->failed,
-					  s->bytes_up, s->bytes_down};
+		st[i] = (struct msg_stat){ctl->cfg->rules[i].vsock_port,
+					  s->open,
+					  s->total,
+					  s->failed,
+					  s->bytes_up,
+					  s->bytes_down};
 	}
 	if (ctl->link)
 		link_send(ctl->link, &m);
@@ -271,8 +281,9 @@ static void write_enclave_line(const char *text)
 		rest = strchr(rest, ' ');
 	if (rest)
 		rest += strspn(rest, " ");
-	int n = rest ? snprintf(line, sizeof(line), "%.*s[enclave] %s", (int)(rest - text), text, rest)
-		     : snprintf(line, sizeof(line), "[enclave] %s", text);
+	int n =
+	    rest ? snprintf(line, sizeof(line), "%.*s[enclave] %s", (int)(rest - text), text, rest)
+		 : snprintf(line, sizeof(line), "[enclave] %s", text);
 	log_write_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
@@ -341,8 +352,8 @@ static bool link_parse(struct link *k)
 			return false;
 		}
 		if (k != ctl->link && m.type != MSG_HELLO) {
-			snprintf(why, sizeof(why), "protocol error: a message of type %u before its hello",
-				 m.type);
+			snprintf(why, sizeof(why),
+				 "protocol error: a message of type %u before its hello", m.type);
 			msg_free(&m);
 			link_drop(k, why);
 			return false;
@@ -410,11 +421,11 @@ static void link_free(struct link *k)
 static struct link *link_new(struct control *ctl, int fd, const char *peer)
 {
 	struct msg hello = {
-		.type = MSG_HELLO,
-		.proto = MSG_PROTO,
-		.role = ctl->host ? 0 : 1,
-		.rules = ctl->cfg->rules,
-		.nrules = ctl->cfg->nrules,
+	    .type = MSG_HELLO,
+	    .proto = MSG_PROTO,
+	    .role = ctl->host ? 0 : 1,
+	    .rules = ctl->cfg->rules,
+	    .nrules = ctl->cfg->nrules,
 	};
 	struct link *k = malloc(sizeof(*k));
 
@@ -473,7 +484,8 @@ static void link_drop(struct link *k, const char *why)
 		cand_remove(ctl, k);
 	link_free(k);
 	if (!live) {
-		log_warn(0, "control: dropped a connection from %s before its hello: %s", peer, why);
+		log_warn(0, "control: dropped a connection from %s before its hello: %s", peer,
+			 why);
 		return;
 	}
 	if (ctl->host) {
@@ -555,7 +567,8 @@ static void connect_failed(struct control *ctl, int err)
 
 	if (ctl->down_since == 0) {
 		ctl->down_since = now;
-		log_info(0, "control: waiting for the host half at %s: %s", ctl->peer, strerror(err));
+		log_info(0, "control: waiting for the host half at %s: %s", ctl->peer,
+			 strerror(err));
 	} else if (!ctl->down_logged && now - ctl->down_since >= WAIT_WARN_MS) {
 		log_warn(0, "control: no host half at %s after %d s: %s; still trying", ctl->peer,
 			 WAIT_WARN_MS / 1000, strerror(err));
@@ -610,7 +623,7 @@ static void connect_start(struct control *ctl)
 }
 
 struct control *control_new(struct loop *l, const struct config *c, struct proxy *px,
-			     const struct control_opts *o)
+			    const struct control_opts *o)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
 
@@ -632,7 +645,8 @@ struct control *control_new(struct loop *l, const struct config *c, struct proxy
 	loop_timer_init(&ctl->tick, on_tick);
 	loop_timer_init(&ctl->retry, on_retry);
 	if (!ctl->host) {
-		/* From now on: what the enclave half says before the link is up waits in the ring. */
+		/* From now on: what the enclave half says before the link is up waits in the ring.
+		 */
 		sink_ctl = ctl;
 		log_set_sink(log_to_host);
 	}

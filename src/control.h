@@ -27,7 +27,7 @@ struct control_opts {
 struct control;
 
 struct control *control_new(struct loop *l, const struct config *c, struct proxy *px,
-			     const struct control_opts *o);
+			    const struct control_opts *o);
 /* Host: listen on the control port. Enclave: start connecting. */
 int control_start(struct control *ctl, char *err, size_t errlen);
 void control_free(struct control *ctl);

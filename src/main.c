@@ -20,110 +20,113 @@
 #include "status.h"
 #include "version.h"
 
-
 enum exit_code { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 
 #define DEFAULT_PARENT_CID 3
 #define DEFAULT_CONTROL_PORT 6666
 
 static const char usage_main[] =
-	"Usage: qproxy <COMMAND>\n"
-	"\n"
-	"Carries TCP into and out of a QingTian (or Nitro) enclave over vsock.\n"
-	"\n"
-	"Commands:\n"
-	"  host          The part of qproxy that runs outside the enclave\n"
-	"  enclave       The part of qproxy that runs inside the enclave\n"
-	"  check-config  Check the qproxy configuration file\n"
-	"  status        Show the rules, counters and enclave link of the running host half\n"
-	"  help          Print this message or the help of the given subcommand(s)\n"
-	"\n"
-	"Options:\n"
-	"  -h, --help     Print help\n"
-	"  -V, --version  Print version\n"
-	"\n"
-	"Exit codes: 0 ok, 1 bad configuration, 2 bad command line, 3 runtime failure.\n";
+    "Usage: qproxy <COMMAND>\n"
+    "\n"
+    "Carries TCP into and out of a QingTian (or Nitro) enclave over vsock.\n"
+    "\n"
+    "Commands:\n"
+    "  host          The part of qproxy that runs outside the enclave\n"
+    "  enclave       The part of qproxy that runs inside the enclave\n"
+    "  check-config  Check the qproxy configuration file\n"
+    "  status        Show the rules, counters and enclave link of the running host half\n"
+    "  help          Print this message or the help of the given subcommand(s)\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help     Print help\n"
+    "  -V, --version  Print version\n"
+    "\n"
+    "Exit codes: 0 ok, 1 bad configuration, 2 bad command line, 3 runtime failure.\n";
 
 static const char usage_host[] =
-	"The part of qproxy that runs outside the enclave\n"
-	"\n"
-	"Usage: qproxy host [OPTIONS] <CID>\n"
-	"\n"
-	"Arguments:\n"
-	"  <CID>  The CID of the enclave [env: QPROXY_LISTEN_CID=]\n"
-	"\n"
-	"Options:\n"
-	"      --config <CONFIG>          Path to the configuration file\n"
-	"  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
-	"                                 event loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
-	"      --ipv4                     Only resolve IPv4 addresses\n"
-	"      --ipv6                     Only resolve IPv6 addresses\n"
-	"      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
-	"                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
-	"      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
-	"                                 halves on one Linux box; this half listens as CID 3.\n"
-	"                                 Emulated peers have no CID, so the check that only the\n"
-	"                                 enclave's CID may connect is not made [env: QPROXY_VSOCK_DIR=]\n"
-	"      --status-socket <PATH>     Where `qproxy status` asks this half (root only)\n"
-	"                                 [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT "]\n"
-	"  -h, --help                     Print help\n"
-	"\n"
-	"Vsock connections are accepted only from <CID>; others are closed and logged.\n"
-	"The enclave half's log lines arrive over the control channel and are written to this\n"
-	"half's log, each marked '[enclave]'.\n"
-	"Logs: [log_location] host_log in the config, else stderr; RUST_LOG=off|error|warn|info|\n"
-	"debug|trace overrides log_level (default warn).\n";
+    "The part of qproxy that runs outside the enclave\n"
+    "\n"
+    "Usage: qproxy host [OPTIONS] <CID>\n"
+    "\n"
+    "Arguments:\n"
+    "  <CID>  The CID of the enclave [env: QPROXY_LISTEN_CID=]\n"
+    "\n"
+    "Options:\n"
+    "      --config <CONFIG>          Path to the configuration file\n"
+    "  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
+    "                                 event loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
+    "      --ipv4                     Only resolve IPv4 addresses\n"
+    "      --ipv6                     Only resolve IPv6 addresses\n"
+    "      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
+    "                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
+    "      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
+    "                                 halves on one Linux box; this half listens as CID 3.\n"
+    "                                 Emulated peers have no CID, so the check that only the\n"
+    "                                 enclave's CID may connect is not made [env: "
+    "QPROXY_VSOCK_DIR=]\n"
+    "      --status-socket <PATH>     Where `qproxy status` asks this half (root only)\n"
+    "                                 [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT
+    "]\n"
+    "  -h, --help                     Print help\n"
+    "\n"
+    "Vsock connections are accepted only from <CID>; others are closed and logged.\n"
+    "The enclave half's log lines arrive over the control channel and are written to this\n"
+    "half's log, each marked '[enclave]'.\n"
+    "Logs: [log_location] host_log in the config, else stderr; RUST_LOG=off|error|warn|info|\n"
+    "debug|trace overrides log_level (default warn).\n";
 
 static const char usage_enclave[] =
-	"The part of qproxy that runs inside the enclave\n"
-	"\n"
-	"Usage: qproxy enclave [OPTIONS]\n"
-	"\n"
-	"Options:\n"
-	"      --parent-cid <PARENT_CID>  The CID of the parent VM of this enclave\n"
-	"                                 [env: QPROXY_PARENT_CID=] [default: 3]\n"
-	"      --config <CONFIG>          Path to the configuration file\n"
-	"  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
-	"                                 event loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
-	"      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
-	"                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
-	"      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
-	"                                 halves on one Linux box; needs --cid. Emulated peers have\n"
-	"                                 no CID, so the check that only the parent may connect is\n"
-	"                                 not made [env: QPROXY_VSOCK_DIR=]\n"
-	"      --cid <CID>                This enclave's own CID, with --vsock-dir [env: QPROXY_CID=]\n"
-	"  -h, --help                     Print help\n"
-	"\n"
-	"Vsock connections are accepted only from the parent CID; others are closed and logged.\n"
-	"Logs: [log_location] enclave_log in the config, else stderr; RUST_LOG overrides log_level.\n"
-	"Every log line also goes to the host half over the control channel.\n"
-	"At start it brings the loopback interface up if it is down, and writes [enclave] hosts_file.\n";
+    "The part of qproxy that runs inside the enclave\n"
+    "\n"
+    "Usage: qproxy enclave [OPTIONS]\n"
+    "\n"
+    "Options:\n"
+    "      --parent-cid <PARENT_CID>  The CID of the parent VM of this enclave\n"
+    "                                 [env: QPROXY_PARENT_CID=] [default: 3]\n"
+    "      --config <CONFIG>          Path to the configuration file\n"
+    "  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
+    "                                 event loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
+    "      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
+    "                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
+    "      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
+    "                                 halves on one Linux box; needs --cid. Emulated peers have\n"
+    "                                 no CID, so the check that only the parent may connect is\n"
+    "                                 not made [env: QPROXY_VSOCK_DIR=]\n"
+    "      --cid <CID>                This enclave's own CID, with --vsock-dir [env: QPROXY_CID=]\n"
+    "  -h, --help                     Print help\n"
+    "\n"
+    "Vsock connections are accepted only from the parent CID; others are closed and logged.\n"
+    "Logs: [log_location] enclave_log in the config, else stderr; RUST_LOG overrides log_level.\n"
+    "Every log line also goes to the host half over the control channel.\n"
+    "At start it brings the loopback interface up if it is down, and writes [enclave] "
+    "hosts_file.\n";
 
 static const char usage_check[] =
-	"Check the qproxy configuration file\n"
-	"\n"
-	"Usage: qproxy check-config [--config] <CONFIG>\n"
-	"\n"
-	"Prints the rules understood, as canonical TOML, and exits 0; or prints every error\n"
-	"as FILE:LINE: message and exits 1.\n"
-	"\n"
-	"Options:\n"
-	"      --config <CONFIG>          Path to the configuration file\n"
-	"      --control-port <PORT>      The control port the halves will use [default: 6666]\n"
-	"  -h, --help                     Print help\n";
+    "Check the qproxy configuration file\n"
+    "\n"
+    "Usage: qproxy check-config [--config] <CONFIG>\n"
+    "\n"
+    "Prints the rules understood, as canonical TOML, and exits 0; or prints every error\n"
+    "as FILE:LINE: message and exits 1.\n"
+    "\n"
+    "Options:\n"
+    "      --config <CONFIG>          Path to the configuration file\n"
+    "      --control-port <PORT>      The control port the halves will use [default: 6666]\n"
+    "  -h, --help                     Print help\n";
 
 static const char usage_status[] =
-	"Show the rules, counters and enclave link of the running host half\n"
-	"\n"
-	"Usage: qproxy status [--status-socket <PATH>]\n"
-	"\n"
-	"Asks the host half over its status socket and prints, per rule and half, the open and\n"
-	"total connections, the failed ones, and the bytes each way. Exits 3 when no host half\n"
-	"answers.\n"
-	"\n"
-	"Options:\n"
-	"      --status-socket <PATH>     [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT "]\n"
-	"  -h, --help                     Print help\n";
+    "Show the rules, counters and enclave link of the running host half\n"
+    "\n"
+    "Usage: qproxy status [--status-socket <PATH>]\n"
+    "\n"
+    "Asks the host half over its status socket and prints, per rule and half, the open and\n"
+    "total connections, the failed ones, and the bytes each way. Exits 3 when no host half\n"
+    "answers.\n"
+    "\n"
+    "Options:\n"
+    "      --status-socket <PATH>     [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT
+    "]\n"
+    "  -h, --help                     Print help\n";
 
 enum cmd { CMD_HOST, CMD_ENCLAVE, CMD_CHECK, CMD_STATUS, NCMDS };
 
@@ -131,7 +134,7 @@ struct opts {
 	enum cmd cmd;
 	const char *config;
 	const char *vsock_dir;
-	const char *cid;        /* host: the enclave's CID; enclave: its own, with --vsock-dir */
+	const char *cid;	/* host: the enclave's CID; enclave: its own, with --vsock-dir */
 	const char *parent_cid; /* enclave */
 	const char *control_port;
 	const char *threads;
@@ -180,16 +183,16 @@ struct optdef {
 #define F(x) offsetof(struct opts, x)
 
 static const struct optdef optdefs[] = {
-	{"config", 0, ALL, true, F(config)},
-	{"control-port", 0, ALL, true, F(control_port)},
-	{"threads", 't', HALVES, true, F(threads)},
-	{"vsock-dir", 0, HALVES, true, F(vsock_dir)},
-	{"ipv4", 0, 1u << CMD_HOST, false, 0},
-	{"ipv6", 0, 1u << CMD_HOST, false, 0},
-	{"parent-cid", 0, 1u << CMD_ENCLAVE, true, F(parent_cid)},
-	{"cid", 0, 1u << CMD_ENCLAVE, true, F(cid)},
-	{"status-socket", 0, (1u << CMD_HOST) | (1u << CMD_STATUS), true, F(status_socket)},
-	{"help", 'h', ALL | (1u << CMD_STATUS), false, 0},
+    {"config", 0, ALL, true, F(config)},
+    {"control-port", 0, ALL, true, F(control_port)},
+    {"threads", 't', HALVES, true, F(threads)},
+    {"vsock-dir", 0, HALVES, true, F(vsock_dir)},
+    {"ipv4", 0, 1u << CMD_HOST, false, 0},
+    {"ipv6", 0, 1u << CMD_HOST, false, 0},
+    {"parent-cid", 0, 1u << CMD_ENCLAVE, true, F(parent_cid)},
+    {"cid", 0, 1u << CMD_ENCLAVE, true, F(cid)},
+    {"status-socket", 0, (1u << CMD_HOST) | (1u << CMD_STATUS), true, F(status_socket)},
+    {"help", 'h', ALL | (1u << CMD_STATUS), false, 0},
 };
 
 static const char *const cmd_names[] = {"host", "enclave", "check-config", "status"};
@@ -435,9 +438,9 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 	char err[512];
 	int rc = EXIT_RUNTIME;
 	struct control_opts co = {
-		.role = po->role,
-		.peer_cid = po->peer_cid,
-		.port = control_port,
+	    .role = po->role,
+	    .peer_cid = po->peer_cid,
+	    .port = control_port,
 	};
 	struct control *ctl = NULL;
 	struct status_server *st = NULL;
@@ -460,7 +463,7 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 	}
 	/* Status is a convenience: without it the host half still does its job. */
 	enum status_start_result sr =
-		host ? status_start(st, o->status_socket, err, sizeof(err)) : STATUS_STARTED;
+	    host ? status_start(st, o->status_socket, err, sizeof(err)) : STATUS_STARTED;
 	if (sr == STATUS_UNSAFE_DIR) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		log_error(0, "%s", err);

@@ -57,7 +57,8 @@ static void put_rule(struct cbor_enc *e, const struct rule *r)
 
 static void put_stat(struct cbor_enc *e, const struct msg_stat *s)
 {
-	const uint64_t v[] = {s->vsock_port, s->open, s->total, s->failed, s->bytes_up, s->bytes_down};
+	const uint64_t v[] = {s->vsock_port, s->open,	  s->total,
+			      s->failed,     s->bytes_up, s->bytes_down};
 
 	cbor_put_map(e, 6);
 	for (unsigned k = 0; k < 6; k++) {
@@ -274,7 +275,7 @@ static bool get_rule(struct rd *r, struct rule *out)
 		case R_ENCLAVE_PORT:
 		case R_TCP_PORT:
 			ok = get_uint(r, "port", UINT16_MAX, &v);
-			*(k == R_HOST_PORT      ? &out->host_port
+			*(k == R_HOST_PORT	? &out->host_port
 			  : k == R_ENCLAVE_PORT ? &out->enclave_port
 						: &out->tcp_port) = (uint16_t)v;
 			break;
@@ -309,8 +310,8 @@ static bool get_rule(struct rd *r, struct rule *out)
 static bool get_stat(struct rd *r, struct msg_stat *out)
 {
 	uint64_t n, k, v;
-	uint64_t *fields[] = {NULL, &out->open, &out->total, &out->failed, &out->bytes_up,
-			      &out->bytes_down};
+	uint64_t *fields[] = {NULL,	    &out->open,	    &out->total,
+			      &out->failed, &out->bytes_up, &out->bytes_down};
 
 	if (!get_container(r, "stat", CBOR_MAP, 64, &n))
 		return false;
@@ -403,8 +404,8 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 			m->role = (unsigned)v;
 			break;
 		case K_RULES:
-			ok = get_array(&r, "rules", sizeof(*m->rules), (void **)&m->rules, &m->nrules,
-				       get_rule_v);
+			ok = get_array(&r, "rules", sizeof(*m->rules), (void **)&m->rules,
+				       &m->nrules, get_rule_v);
 			break;
 		case K_LEVEL:
 			ok = get_uint(&r, "level", 5, &v);
@@ -417,8 +418,8 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 			ok = get_uint(&r, "seq", UINT64_MAX, &m->seq);
 			break;
 		case K_STATS:
-			ok = get_array(&r, "stats", sizeof(*m->stats), (void **)&m->stats, &m->nstats,
-				       get_stat_v);
+			ok = get_array(&r, "stats", sizeof(*m->stats), (void **)&m->stats,
+				       &m->nstats, get_stat_v);
 			break;
 		case K_CID:
 			ok = get_uint(&r, "cid", UINT32_MAX, &v);

@@ -25,11 +25,11 @@
 #define MSG_STATUS_MAX (4 * MSG_MAX)
 
 enum msg_type {
-	MSG_HELLO = 1,     /* version, proto, role, rules: sent by each side when the link comes up */
-	MSG_LOG = 2,       /* enclave -> host: one log line */
+	MSG_HELLO = 1, /* version, proto, role, rules: sent by each side when the link comes up */
+	MSG_LOG = 2,   /* enclave -> host: one log line */
 	MSG_HEARTBEAT = 3, /* both ways, every few seconds */
 	MSG_STATS_REQ = 4, /* host -> enclave: seq */
-	MSG_STATS = 5,     /* enclave -> host: seq, one entry per rule */
+	MSG_STATS = 5,	   /* enclave -> host: seq, one entry per rule */
 	/* The host half's answer on its status socket, never on the link. */
 	MSG_STATUS = 6, /* version, cid, connected, peer_version, rules, stats, peer_stats */
 };
@@ -48,7 +48,7 @@ struct msg {
 	size_t nrules;
 	unsigned level; /* LOG */
 	char text[MSG_TEXT_MAX];
-	uint64_t seq; /* HEARTBEAT, STATS_REQ, STATS */
+	uint64_t seq;		/* HEARTBEAT, STATS_REQ, STATS */
 	struct msg_stat *stats; /* STATS; STATUS: the host half's, one per rule; by msg_decode */
 	size_t nstats;
 	uint32_t cid;			    /* STATUS: the enclave's CID */
