@@ -82,12 +82,16 @@ static void answer(struct status_server *s, const struct msg_stat *estats, size_
 	}
 	if (n == 0)
 		log_warn(0, "status: cannot build the reply: %s",
-			 buf ? "too large" : strerror(ENOMEM));
+			 buf && m.stats && m.peer_stats ? "too large" : strerror(ENOMEM));
 	while (s->waiting) {
 		struct status_client *sc = s->waiting;
 		s->waiting = sc->next;
-		/* Into an empty socket buffer: one write does it, or nothing will. */
-		if (n > 0 && write(sc->fd, buf, n) < 0)
+		/* Into an empty socket buffer made big enough: one write does it, or nothing will.
+		 */
+		ssize_t w = n > 0 ? write(sc->fd, buf, n) : 0;
+		if (w >= 0 && (size_t)w < n)
+			log_warn(0, "status: reply cut short: %zd of %zu bytes", w, n);
+		else if (w < 0)
 			log_debug(0, "status: reply: %s", strerror(errno));
 		close(sc->fd);
 		free(sc);
@@ -130,6 +134,9 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 		close(cfd);
 		return;
 	}
+	/* The reply can be larger than the default socket buffer (MSG_STATUS_MAX); best effort. */
+	int size = MSG_STATUS_MAX;
+	setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 	sc->fd = cfd;
 	sc->next = s->waiting;
 	s->waiting = sc;

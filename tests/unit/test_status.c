@@ -71,13 +71,18 @@ struct rig {
 	struct half h;
 	struct status_server *st;
 	int enclave; /* the test's end of a fake enclave half's control link, or -1 */
+	/* What the fake enclave answers when asked for its counters. */
+	const struct msg_stat *estats;
+	size_t nestats;
 	uint8_t in[4 + MSG_MAX];
 	size_t in_len;
 };
 
+/* The rules: the default below, or the text a test gives as its initial state. */
 static int setup(void **state)
 {
 	struct rig *g = calloc(1, sizeof(*g));
+	static const struct msg_stat estats[] = {{7777, 1, 2, 3, 4, 5}, {9995, 6, 7, 8, 9, 10}};
 	char err[256];
 	static const char toml[] = "[[inbound_connections]]\n"
 				   "host_port = 5050\n"
@@ -100,7 +105,9 @@ static int setup(void **state)
 	/* Two levels that do not exist yet: the server makes them. */
 	snprintf(g->sock, sizeof(g->sock), "%s/run/qp/host.sock", g->dir);
 	assert_int_equal(net_vsock_emulate(g->dir, HOST_CID, err, sizeof(err)), 0);
-	half_new(&g->h, PROXY_HOST, ENCLAVE_CID, PORT, toml);
+	g->estats = estats;
+	g->nestats = 2;
+	half_new(&g->h, PROXY_HOST, ENCLAVE_CID, PORT, *state ? *state : toml);
 	assert_int_equal(control_start(g->h.ctl, err, sizeof(err)), 0);
 	g->st = status_new(g->h.loop, &g->h.cfg, g->h.px, g->h.ctl, ENCLAVE_CID);
 	assert_non_null(g->st);
@@ -208,10 +215,10 @@ static size_t ask(struct rig *g, bool answer_stats, uint8_t *buf, size_t cap)
 		struct msg m;
 		while (answer_stats && enclave_reads(g, &m)) {
 			if (m.type == MSG_STATS_REQ) {
-				struct msg_stat st[] = {{7777, 1, 2, 3, 4, 5},
-							{9995, 6, 7, 8, 9, 10}};
-				struct msg r = {
-				    .type = MSG_STATS, .seq = m.seq, .stats = st, .nstats = 2};
+				struct msg r = {.type = MSG_STATS,
+						.seq = m.seq,
+						.stats = (struct msg_stat *)g->estats,
+						.nstats = g->nestats};
 				send_frame(g->enclave, &r);
 			}
 			msg_free(&m);
@@ -228,15 +235,20 @@ static size_t ask(struct rig *g, bool answer_stats, uint8_t *buf, size_t cap)
 	return 0;
 }
 
-static void decode_reply(const uint8_t *buf, size_t len, struct msg *m)
+static void decode_reply_n(const uint8_t *buf, size_t len, struct msg *m, size_t nrules)
 {
 	char err[128];
 
 	assert_int_equal(msg_decode(buf, len, m, err, sizeof(err)), 0);
 	assert_int_equal(m->type, MSG_STATUS);
 	assert_int_equal(m->cid, ENCLAVE_CID);
-	assert_int_equal(m->nrules, 2);
-	assert_int_equal(m->nstats, 2);
+	assert_int_equal(m->nrules, nrules);
+	assert_int_equal(m->nstats, nrules);
+}
+
+static void decode_reply(const uint8_t *buf, size_t len, struct msg *m)
+{
+	decode_reply_n(buf, len, m, 2);
 	assert_int_equal(m->stats[0].vsock_port, 9995);
 	assert_int_equal(m->stats[1].vsock_port, 7777);
 }
@@ -319,8 +331,44 @@ static void no_memory_for_the_reply_closes_the_client(void **state)
 	msg_free(&m);
 }
 
+/*
+ * The largest reply a config can ask for: 1024 rules whose HELLO just fits, and the
+ * enclave's counters at their largest. It arrives whole, in the one write it is sent in.
+ */
+#define BIG_RULES 1024
+static char big_toml[BIG_RULES * 128];
+static struct msg_stat big_stats[BIG_RULES];
+
+static void largest_reply_arrives_whole(void **state)
+{
+	struct rig *g = *state;
+	struct msg m;
+
+	for (size_t i = 0; i < BIG_RULES; i++)
+		big_stats[i] = (struct msg_stat){10000 + (uint32_t)i, UINT64_MAX, UINT64_MAX,
+						 UINT64_MAX,	      UINT64_MAX, UINT64_MAX};
+	g->estats = big_stats;
+	g->nestats = BIG_RULES;
+	enclave_links(g);
+	size_t len = ask(g, true, reply, sizeof(reply));
+	assert_true(len > 128 * 1024); /* well past a frame's 64 KiB */
+	decode_reply_n(reply, len, &m, BIG_RULES);
+	assert_true(m.has_peer_stats);
+	assert_int_equal(m.peer_stats[BIG_RULES - 1].bytes_down, UINT64_MAX);
+	msg_free(&m);
+}
+
 int main(void)
 {
+	/* Hostnames as long as 1024 rules allow: the HELLO a hair under 64 KiB. */
+	size_t off = 0;
+	for (size_t i = 0; i < BIG_RULES; i++)
+		off += (size_t)snprintf(big_toml + off, sizeof(big_toml) - off,
+					"[[outbound_connections]]\nhostname = "
+					"\"h%04zu.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n"
+					"vsock_port = %zu\ntcp_port = %zu\n",
+					i, 10000 + i, 20000 + i);
+
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(no_enclave_no_enclave_rows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(enclave_answers_with_its_rows, setup, teardown),
@@ -329,6 +377,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(no_timer_answers_at_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(no_memory_for_the_reply_closes_the_client, setup,
 					    teardown),
+	    cmocka_unit_test_prestate_setup_teardown(largest_reply_arrives_whole, setup, teardown,
+						     big_toml),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
