@@ -26,6 +26,16 @@ enum {
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
 enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN };
 
+/*
+ * A status reply holds the rules (within a HELLO's MSG_MAX, which the config check
+ * ensures) and two counters per rule: each a 6-pair map of a key byte and a uint of at
+ * most 9 bytes, under an array head of at most 3 bytes (MSG_MAX_RULES < 65536).
+ */
+#define STAT_MAX (1 + 6 * (1 + 9))
+_Static_assert(MSG_STATUS_MAX >=
+		   MSG_MAX + 2 * (1 + 3 + MSG_MAX_RULES * STAT_MAX) + 2 * MSG_VERSION_MAX + 64,
+	       "a status reply may not fit in MSG_STATUS_MAX");
+
 /* A message is a map of maps in an array in a map: deeper is not ours. */
 #define MSG_DEPTH 4
 
