@@ -8,11 +8,18 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "control.h"
 #include "loop.h"
+#include "message.h"
 #include "proxy.h"
+
+/* Longer than any wait of the code under test: a test that waits this long has failed. */
+#define RIG_WAIT_MS 10000
 
 struct half {
 	struct config cfg;
@@ -46,6 +53,62 @@ static inline void half_free(struct half *h)
 	proxy_free(h->px);
 	loop_free(h->loop);
 	config_free(&h->cfg);
+}
+
+static inline int rig_unix_connect(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(path) < sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+/* m, framed as on the control link. */
+static inline void rig_send_frame(int fd, const struct msg *m)
+{
+	static uint8_t frame[4 + MSG_MAX];
+	size_t n = msg_encode(m, frame + 4, MSG_MAX);
+
+	assert_true(n > 0);
+	frame[0] = (uint8_t)(n >> 24);
+	frame[1] = (uint8_t)(n >> 16);
+	frame[2] = (uint8_t)(n >> 8);
+	frame[3] = (uint8_t)n;
+	assert_int_equal(send(fd, frame, 4 + n, MSG_NOSIGNAL), (ssize_t)(4 + n));
+}
+
+/*
+ * A fake enclave half on the host half h's control socket at path: it connects and
+ * says hello with h's own rules, as version. Its fd.
+ */
+static inline int rig_enclave_hello(struct half *h, const char *path, const char *version)
+{
+	struct msg hello = {.type = MSG_HELLO,
+			    .proto = MSG_PROTO,
+			    .role = 1,
+			    .rules = h->cfg.rules,
+			    .nrules = h->cfg.nrules};
+	int fd = rig_unix_connect(path);
+
+	snprintf(hello.version, sizeof(hello.version), "%s", version);
+	rig_send_frame(fd, &hello);
+	return fd;
+}
+
+/* Run h's loop until the enclave half linked is the one of this version. */
+static inline void rig_wait_linked(struct half *h, const char *version)
+{
+	const char *v = "";
+
+	for (int64_t end = loop_now() + RIG_WAIT_MS;
+	     !(control_linked(h->ctl, &v) && strcmp(v, version) == 0) && loop_now() < end;)
+		assert_true(loop_once(h->loop, 10) >= 0);
+	assert_true(control_linked(h->ctl, &v));
+	assert_string_equal(v, version);
 }
 
 #endif

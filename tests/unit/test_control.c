@@ -173,12 +173,130 @@ static void free_closes_a_connect_in_progress(void **state)
 	assert_int_equal(recv(hung_peer, &c, 1, MSG_DONTWAIT), 0); /* EOF: our end was closed */
 }
 
+/*
+ * The host half, linked with a fake enclave half of version 1.0.0, for the tests of what
+ * new connections to its control port may and may not do to that link.
+ */
+#define CANDIDATES 5 /* one more than the host half keeps */
+
+struct host_rig {
+	char dir[64];
+	char path[108]; /* the emulated control socket */
+	struct half h;
+	int linked;		/* the fake enclave's end of the link */
+	int others[CANDIDATES]; /* more connections, -1 when none */
+};
+
+static int setup_host(void **state)
+{
+	struct host_rig *g = calloc(1, sizeof(*g));
+	char err[256];
+
+	assert_non_null(g);
+	log_set_level(LOG_OFF);
+	fail_link_adds = 0;
+	snprintf(g->dir, sizeof(g->dir), "/tmp/qpctlXXXXXX");
+	assert_non_null(mkdtemp(g->dir));
+	assert_int_equal(net_vsock_emulate(g->dir, HOST_CID, err, sizeof(err)), 0);
+	snprintf(g->path, sizeof(g->path), "%s/%u.%u", g->dir, HOST_CID, PORT);
+	half_new(&g->h, PROXY_HOST, ENCLAVE_CID, PORT,
+		 "[[inbound_connections]]\nhost_port = 5050\nenclave_port = 5050\n"
+		 "vsock_port = 9995\n");
+	assert_int_equal(control_start(g->h.ctl, err, sizeof(err)), 0);
+	g->linked = rig_enclave_hello(&g->h, g->path, "1.0.0");
+	rig_wait_linked(&g->h, "1.0.0");
+	for (size_t i = 0; i < CANDIDATES; i++)
+		g->others[i] = -1;
+	*state = g;
+	return 0;
+}
+
+static int teardown_host(void **state)
+{
+	struct host_rig *g = *state;
+
+	half_free(&g->h);
+	close(g->linked);
+	for (size_t i = 0; i < CANDIDATES; i++)
+		if (g->others[i] >= 0)
+			close(g->others[i]);
+	rmdir(g->dir);
+	free(g);
+	return 0;
+}
+
+/* Has the host half closed the connection at fd? What it sent before is read and dropped. */
+static bool closed_by_host(int fd)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		;
+	return n == 0;
+}
+
+static void run_until_closed(struct host_rig *g, int fd)
+{
+	for (int64_t end = now_ms() + RIG_WAIT_MS; !closed_by_host(fd) && now_ms() < end;)
+		assert_true(loop_once(g->h.loop, 10) >= 0);
+	assert_true(closed_by_host(fd));
+}
+
+/* A new connection whose fd the loop cannot take is closed; the link is not touched. */
+static void a_candidate_that_cannot_be_polled_leaves_the_link(void **state)
+{
+	struct host_rig *g = *state;
+
+	fail_link_adds = 1;
+	g->others[0] = rig_enclave_hello(&g->h, g->path, "2.0.0");
+	run_until_closed(g, g->others[0]);
+	assert_int_equal(fail_link_adds, 0);
+	rig_wait_linked(&g->h, "1.0.0");
+	assert_false(closed_by_host(g->linked));
+}
+
+/* Silent connections wait beside the link, four at most: the oldest makes way for a fifth. */
+static void the_oldest_silent_candidate_makes_way(void **state)
+{
+	struct host_rig *g = *state;
+
+	for (size_t i = 0; i < CANDIDATES; i++) {
+		g->others[i] = rig_unix_connect(g->path);
+		/* Taken one at a time, in this order, each at its own millisecond. */
+		for (int64_t end = loop_now() + 2; loop_now() < end;)
+			assert_true(loop_once(g->h.loop, 1) >= 0);
+	}
+	run_until_closed(g, g->others[0]);
+	for (size_t i = 1; i < CANDIDATES; i++)
+		assert_false(closed_by_host(g->others[i]));
+	rig_wait_linked(&g->h, "1.0.0");
+	assert_false(closed_by_host(g->linked));
+}
+
+/* A new connection that says hello is the enclave half restarted: it takes the link. */
+static void a_candidate_saying_hello_takes_the_link(void **state)
+{
+	struct host_rig *g = *state;
+
+	g->others[0] = rig_enclave_hello(&g->h, g->path, "2.0.0");
+	rig_wait_linked(&g->h, "2.0.0");
+	run_until_closed(g, g->linked);
+	assert_false(closed_by_host(g->others[0]));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(enclave_reconnects_after_loop_add_fails, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(free_closes_a_connect_in_progress, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_candidate_that_cannot_be_polled_leaves_the_link,
+					    setup_host, teardown_host),
+	    cmocka_unit_test_setup_teardown(the_oldest_silent_candidate_makes_way, setup_host,
+					    teardown_host),
+	    cmocka_unit_test_setup_teardown(a_candidate_saying_hello_takes_the_link, setup_host,
+					    teardown_host),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

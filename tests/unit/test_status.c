@@ -40,8 +40,6 @@ static size_t fail_malloc_size;
 static int64_t fail_timer_ms;
 /* The control channel's tick, also 1 s: the first timer armed, and never failed. */
 static struct loop_timer *tick_timer;
-/* Longer than any wait of the code under test: a test that waits this long has failed. */
-#define TEST_WAIT_MS 10000
 
 void *__wrap_malloc(size_t size)
 {
@@ -134,50 +132,14 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int unix_connect(const char *path)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	return fd;
-}
-
-static void send_frame(int fd, const struct msg *m)
-{
-	static uint8_t frame[4 + MSG_MAX];
-	size_t n = msg_encode(m, frame + 4, MSG_MAX);
-
-	assert_true(n > 0);
-	frame[0] = (uint8_t)(n >> 24);
-	frame[1] = (uint8_t)(n >> 16);
-	frame[2] = (uint8_t)(n >> 8);
-	frame[3] = (uint8_t)n;
-	assert_int_equal(send(fd, frame, 4 + n, MSG_NOSIGNAL), (ssize_t)(4 + n));
-}
-
-/* A fake enclave half: connect, say hello with the same rules, and wait to be the link. */
+/* A fake enclave half, linked. */
 static void enclave_links(struct rig *g)
 {
 	char path[128];
-	struct msg hello = {.type = MSG_HELLO,
-			    .proto = MSG_PROTO,
-			    .role = 1,
-			    .rules = g->h.cfg.rules,
-			    .nrules = g->h.cfg.nrules};
-	const char *version;
 
 	snprintf(path, sizeof(path), "%s/%u.%u", g->dir, HOST_CID, PORT);
-	g->enclave = unix_connect(path);
-	strcpy(hello.version, "9.9.9");
-	send_frame(g->enclave, &hello);
-	for (int64_t end = loop_now() + TEST_WAIT_MS;
-	     !control_linked(g->h.ctl, &version) && loop_now() < end;)
-		assert_true(loop_once(g->h.loop, 10) >= 0);
-	assert_true(control_linked(g->h.ctl, &version));
-	assert_string_equal(version, "9.9.9");
+	g->enclave = rig_enclave_hello(&g->h, path, "9.9.9");
+	rig_wait_linked(&g->h, "9.9.9");
 }
 
 /* The next whole message the host half sent the fake enclave, if one has arrived. */
@@ -207,10 +169,10 @@ static bool enclave_reads(struct rig *g, struct msg *m)
  */
 static size_t ask(struct rig *g, bool answer_stats, uint8_t *buf, size_t cap)
 {
-	int fd = unix_connect(g->sock);
+	int fd = rig_unix_connect(g->sock);
 	size_t len = 0;
 
-	for (int64_t end = loop_now() + TEST_WAIT_MS; loop_now() < end;) {
+	for (int64_t end = loop_now() + RIG_WAIT_MS; loop_now() < end;) {
 		assert_true(loop_once(g->h.loop, 10) >= 0);
 		struct msg m;
 		while (answer_stats && enclave_reads(g, &m)) {
@@ -219,7 +181,7 @@ static size_t ask(struct rig *g, bool answer_stats, uint8_t *buf, size_t cap)
 						.seq = m.seq,
 						.stats = (struct msg_stat *)g->estats,
 						.nstats = g->nestats};
-				send_frame(g->enclave, &r);
+				rig_send_frame(g->enclave, &r);
 			}
 			msg_free(&m);
 		}
