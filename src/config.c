@@ -1,6 +1,9 @@
 #include "config.h"
 
 #include "log.h"
+#include "message.h"
+#include "net.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -134,15 +137,10 @@ struct parser {
 /* arr with room for element n, or NULL (and arr unchanged) when out of memory. */
 static void *grow(struct parser *p, void *arr, size_t *cap, size_t n, size_t size)
 {
-	if (n < *cap)
-		return arr;
-	size_t ncap = *cap ? *cap * 2 : 8;
-	void *a = realloc(arr, ncap * size);
-	if (!a) {
+	void *a = array_grow(arr, cap, n + 1, size);
+
+	if (!a)
 		p->nomem = true;
-		return NULL;
-	}
-	*cap = ncap;
 	return a;
 }
 
@@ -338,8 +336,8 @@ static bool parse_key_value(struct parser *p, char *s, char *out)
 		return error_at(p, p->line, "%.*s: unexpected text after value: %s", n, s, rest);
 	*e = '\0';
 	if ((size_t)n + 1 + strlen(v) > LINE_MAX_LEN)
-		return error_at(p, p->line, "%.*s: key and value take %zu bytes, at most %d",
-				n, s, (size_t)n + 1 + strlen(v), LINE_MAX_LEN);
+		return error_at(p, p->line, "%.*s: key and value take %zu bytes, at most %d", n, s,
+				(size_t)n + 1 + strlen(v), LINE_MAX_LEN);
 	for (char *c = v; *c; c++)
 		if (*c == ';')
 			*c = SEMI;
@@ -499,7 +497,8 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 		if (v[i] == '\\') {
 			unsigned char e = (unsigned char)v[i + 1];
 			if (e != '"' && e != '\\') {
-				/* As the user can read it: a byte that is not plain ASCII, in hex. */
+				/* As the user can read it: a byte that is not plain ASCII, in hex.
+				 */
 				char shown[8];
 				if (e > 0x20 && e < 0x7f)
 					snprintf(shown, sizeof(shown), "%c", e);
@@ -586,13 +585,6 @@ static uint32_t port_value(struct parser *p, const struct table *t, size_t k)
 }
 
 /* a, in host byte order, as a dotted quad. */
-static const char *ipv4_str(uint32_t a, char buf[INET_ADDRSTRLEN])
-{
-	snprintf(buf, INET_ADDRSTRLEN, "%" PRIu32 ".%" PRIu32 ".%" PRIu32 ".%" PRIu32, a >> 24,
-		 a >> 16 & 0xff, a >> 8 & 0xff, a & 0xff);
-	return buf;
-}
-
 /* An outbound rule's enclave_address; false when it is bad, which has been reported. */
 static bool enclave_address(struct parser *p, const struct table *t, uint32_t *addr)
 {
@@ -613,7 +605,7 @@ static void check_clash(struct parser *p, size_t ti, size_t k, uint32_t v)
 	const struct table *t = &p->tables[ti];
 	bool enclave = keys[k].space == SP_ENCLAVE;
 	uint32_t at = INADDR_LOOPBACK, at_u;
-	char buf[INET_ADDRSTRLEN];
+	char buf[NET_IPV4_LEN];
 
 	/* A port at a bad address clashes with nothing: one error for it is enough. */
 	if (enclave && !enclave_address(p, t, &at))
@@ -633,7 +625,7 @@ static void check_clash(struct parser *p, size_t ti, size_t k, uint32_t v)
 			else
 				error_at(p, t->key_line[k],
 					 "%s %" PRIu32 " on %s is already used at line %d",
-					 keys[k].name, v, ipv4_str(at, buf), u->key_line[j]);
+					 keys[k].name, v, net_ipv4_str(at, buf), u->key_line[j]);
 			return;
 		}
 	}
@@ -679,12 +671,11 @@ static void check_enclave_ports(struct parser *p)
 static const char *mapped_name(struct parser *p, const struct table *t, uint32_t *addr)
 {
 	int name = find_key(T_OUTBOUND, "hostname");
-	unsigned char ip[sizeof(struct in6_addr)];
 
 	if (t->kind != T_OUTBOUND || !(t->valid & 1u << name) || !enclave_address(p, t, addr))
 		return NULL;
 	const char *s = p->c->rules[t->rule].hostname;
-	if (inet_pton(AF_INET, s, ip) == 1 || inet_pton(AF_INET6, s, ip) == 1)
+	if (net_is_ip_literal(s))
 		return NULL;
 	return s;
 }
@@ -699,7 +690,7 @@ static void check_hostnames(struct parser *p)
 {
 	int hf = find_key(T_ENCLAVE, "hosts_file"), name = find_key(T_OUTBOUND, "hostname");
 	bool hosts = false;
-	char buf[INET_ADDRSTRLEN];
+	char buf[NET_IPV4_LEN];
 
 	for (size_t i = 0; i < p->ntables; i++)
 		hosts |= p->tables[i].kind == T_ENCLAVE && p->tables[i].key_line[hf];
@@ -716,9 +707,44 @@ static void check_hostnames(struct parser *p)
 				continue;
 			error_at(p, t->key_line[name],
 				 "hostname %s is already mapped to %s at line %d", s,
-				 ipv4_str(at_u, buf), u->key_line[name]);
+				 net_ipv4_str(at_u, buf), u->key_line[name]);
 			break;
 		}
+	}
+}
+
+/*
+ * Each half sends all its rules to the other in one HELLO on the control link.
+ * A config that HELLO cannot hold would load, and then its link would fail and
+ * be retried forever: refuse it here, at the rule that crosses the limit.
+ */
+static void check_link_limits(struct parser *p)
+{
+	const struct config *c = p->c;
+
+	if (c->nrules > MSG_MAX_RULES) {
+		error_at(p, c->rules[MSG_MAX_RULES].line,
+			 "rule %d of %zu: the control channel carries at most %d rules",
+			 MSG_MAX_RULES + 1, c->nrules, MSG_MAX_RULES);
+		return;
+	}
+	size_t total = msg_hello_size(c->rules, c->nrules);
+	if (total <= MSG_MAX)
+		return;
+	/* The rule that crosses the limit: the HELLO's head, then the rules in order. */
+	size_t at = total;
+	for (size_t i = 0; i < c->nrules; i++)
+		at -= msg_rule_size(&c->rules[i]);
+	for (size_t i = 0; i < c->nrules; i++) {
+		at += msg_rule_size(&c->rules[i]);
+		if (at <= MSG_MAX)
+			continue;
+		error_at(p, c->rules[i].line,
+			 "the control channel carries a hello of at most %d bytes: the rules up to "
+			 "this one make it %zu (all %zu rules: %zu); use fewer rules or shorter "
+			 "hostnames",
+			 MSG_MAX, at, c->nrules, total);
+		return;
 	}
 }
 
@@ -745,6 +771,7 @@ static void check_tables(struct parser *p)
 	}
 	if (p->c->nrules == 0)
 		error_at(p, 1, "no rules: add [[inbound_connections]] or [[outbound_connections]]");
+	check_link_limits(p);
 	check_hostnames(p);
 	check_enclave_ports(p);
 }
@@ -841,7 +868,7 @@ static void print_string(FILE *out, const char *s)
 
 static void print_table(FILE *out, enum kind kind, const char *base)
 {
-	char buf[INET_ADDRSTRLEN];
+	char buf[NET_IPV4_LEN];
 
 	fprintf(out, "%s\n", table_title(kind));
 	for (size_t k = 0; k < NKEYS; k++) {
@@ -872,7 +899,7 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 		case V_ADDRESS:
 			if (*(const uint32_t *)f != INADDR_LOOPBACK)
 				fprintf(out, "%s = \"%s\"\n", key->name,
-					ipv4_str(*(const uint32_t *)f, buf));
+					net_ipv4_str(*(const uint32_t *)f, buf));
 			break;
 		}
 	}
@@ -884,7 +911,7 @@ static void print_table(FILE *out, enum kind kind, const char *base)
  */
 void config_print(const struct config *c, FILE *out)
 {
-	char buf[INET_ADDRSTRLEN];
+	char buf[NET_IPV4_LEN];
 
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct rule *r = &c->rules[i];
@@ -901,7 +928,7 @@ void config_print(const struct config *c, FILE *out)
 			fprintf(out,
 				"# outbound: enclave %s:%u -> vsock port %" PRIu32
 				" -> host %s%s%s:%u\n",
-				ipv4_str(r->enclave_address, buf), r->tcp_port, r->vsock_port,
+				net_ipv4_str(r->enclave_address, buf), r->tcp_port, r->vsock_port,
 				v6 ? "[" : "", r->hostname, v6 ? "]" : "", r->tcp_port);
 			print_table(out, T_OUTBOUND, (const char *)r);
 		}
@@ -916,6 +943,18 @@ void config_print(const struct config *c, FILE *out)
 			fputc('\n', out);
 		print_table(out, T_LOG, (const char *)c);
 	}
+}
+
+const char *config_rule_name(const struct rule *r, char *buf, size_t size)
+{
+	if (r->dir == RULE_INBOUND) {
+		snprintf(buf, size, "inbound %u", r->host_port);
+	} else {
+		bool v6 = strchr(r->hostname, ':') != NULL;
+		snprintf(buf, size, "outbound %s%s%s:%u", v6 ? "[" : "", r->hostname, v6 ? "]" : "",
+			 r->tcp_port);
+	}
+	return buf;
 }
 
 void config_free(struct config *c)

@@ -17,21 +17,22 @@ struct rule {
 	uint32_t vsock_port;
 	uint16_t host_port;    /* inbound: the host half listens on 0.0.0.0:host_port */
 	uint16_t enclave_port; /* inbound: the enclave half connects to 127.0.0.1:enclave_port */
-	uint16_t tcp_port;     /* outbound: enclave listens enclave_address:tcp_port, host connects hostname:tcp_port */
+	uint16_t tcp_port;     /* outbound: enclave listens enclave_address:tcp_port, host connects
+				  hostname:tcp_port */
 	char hostname[CONFIG_STR_MAX]; /* outbound */
-	uint32_t enclave_address;      /* outbound: in 127.0.0.0/8, host byte order; default 127.0.0.1 */
+	uint32_t enclave_address; /* outbound: in 127.0.0.0/8, host byte order; default 127.0.0.1 */
 };
 
 struct config {
 	struct rule *rules;
 	size_t nrules;
 
-	bool has_log_location; /* a [log_location] table was present */
-	char host_log[CONFIG_STR_MAX];        /* "" when not set */
+	bool has_log_location;		      /* a [log_location] table was present */
+	char host_log[CONFIG_STR_MAX];	      /* "" when not set */
 	char enclave_log[CONFIG_STR_MAX];     /* "" when not set */
 	char host_log_dir[CONFIG_STR_MAX];    /* defaults to /var/log/qproxy */
 	char enclave_log_dir[CONFIG_STR_MAX]; /* defaults to /var/log/qproxy */
-	int log_level;                        /* enum log_level, or -1 when not set */
+	int log_level;			      /* enum log_level, or -1 when not set */
 
 	char hosts_file[CONFIG_STR_MAX]; /* [enclave] hosts_file, "" when not set */
 
@@ -53,6 +54,22 @@ int config_load(struct config *c, const char *path, uint32_t control_port);
 
 /* The same from an open stream; name is used in the messages. */
 int config_parse(struct config *c, const char *name, FILE *f, uint32_t control_port);
+
+/*
+ * A rule as users see it everywhere, in logs, status and diffs: "inbound 5050"
+ * (the host port its clients connect to), "outbound api.example.com:443" (what
+ * it reaches; an IPv6 literal in brackets). Returns buf.
+ */
+#define CONFIG_RULE_NAME_LEN (CONFIG_STR_MAX + 24)
+const char *config_rule_name(const struct rule *r, char *buf, size_t size);
+
+/*
+ * Every difference between the host's rules and the enclave's, one line each,
+ * handed to emit; rules are matched by vsock_port. Returns how many there were.
+ * In config_diff.c.
+ */
+size_t config_diff(const struct rule *host, size_t nhost, const struct rule *enclave,
+		   size_t nenclave, void (*emit)(void *arg, const char *line), void *arg);
 
 /* The rules and log settings as canonical TOML, which parses back to the same config. */
 void config_print(const struct config *c, FILE *out);

@@ -1,22 +1,19 @@
 #include "control.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cbor.h"
 #include "log.h"
 #include "message.h"
 #include "net.h"
+#include "util.h"
+#include "version.h"
 
 #define TICK_MS 1000
 #define HEARTBEAT_MS 2000
@@ -25,9 +22,9 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define WAIT_WARN_MS 10000
-#define ACCEPT_PAUSE_MS 100
-#define STATUS_WAIT_MS 1000
 #define OUT_CAP (4 * (4 + MSG_MAX))
+/* Host: new connections that may each be the enclave half, until their HELLO says so. */
+#define CANDIDATES 4
 /* Log lines the enclave keeps while the link is down: 128 x 512 bytes. */
 #define RING_LINES 128
 #define RING_LINE_MAX 512
@@ -38,9 +35,17 @@ struct ring_line {
 	char text[RING_LINE_MAX];
 };
 
-struct status_client {
-	struct status_client *next;
+/* One connection between the halves, with our HELLO queued on it from the start. */
+struct link {
+	struct control *ctl;
 	int fd;
+	bool hello; /* the peer's HELLO received */
+	size_t in_len;
+	size_t out_off, out_len;
+	int64_t since, last_rx, last_tx;
+	char peer[NET_ADDR_LEN];
+	uint8_t in[4 + MSG_MAX];
+	uint8_t out[OUT_CAP];
 };
 
 struct control {
@@ -50,18 +55,16 @@ struct control {
 	struct control_opts o;
 	bool host;
 	int lfd; /* host: the control listener */
-	int sfd; /* host: the status listener */
+	int cfd; /* enclave: a connect in progress, -1 when none */
 
-	/* The link; fd -1 while down. */
-	int fd;
-	bool up;    /* connected and our HELLO queued */
-	bool hello; /* the peer's HELLO received */
-	uint8_t *in;
-	size_t in_len;
-	uint8_t *out;
-	size_t out_off, out_len;
-	int64_t last_rx, last_tx;
-	char peer[NET_ADDR_LEN];
+	/*
+	 * The link, NULL while down. The host half takes a new connection for its link
+	 * only once the peer's HELLO has decoded: until then it is a candidate, and
+	 * whatever it sends, or does not, the link in place keeps going.
+	 */
+	struct link *link;
+	struct link *cand[CANDIDATES];
+	char peer[NET_ADDR_LEN]; /* enclave: the host half's address */
 	char peer_version[MSG_VERSION_MAX];
 
 	struct loop_timer tick;
@@ -71,12 +74,10 @@ struct control {
 	bool down_logged;
 	uint64_t seq;
 
-	/* host: status clients waiting for the enclave's counters */
-	struct status_client *waiting;
+	/* host: who asked for the enclave's counters, and the question's seq */
+	control_stats_fn *stats_fn;
+	void *stats_arg;
 	uint64_t stats_seq;
-	int64_t stats_deadline;
-	struct msg_stat *estats;
-	size_t nestats;
 
 	/* enclave: log lines waiting for the link */
 	struct ring_line *ring;
@@ -88,9 +89,9 @@ struct control {
 static struct control *sink_ctl;
 static uint8_t frame[4 + MSG_MAX];
 
-static void link_down(struct control *ctl, const char *why);
+static void link_drop(struct link *k, const char *why);
 static void connect_start(struct control *ctl);
-static void status_answer_now(struct control *ctl);
+static void connect_failed(struct control *ctl, int err);
 
 static uint64_t jitter_state;
 
@@ -98,48 +99,48 @@ static uint64_t jitter_state;
 static int64_t jitter(int64_t ms)
 {
 	if (!jitter_state)
-		jitter_state = (uint64_t)loop_now() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
+		jitter_state =
+		    (uint64_t)loop_now() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15u;
 	jitter_state ^= jitter_state << 13;
 	jitter_state ^= jitter_state >> 7;
 	jitter_state ^= jitter_state << 17;
 	return ms / 2 + (int64_t)(jitter_state % (uint64_t)(ms / 2 + 1));
 }
 
-static short link_events(const struct control *ctl)
+static short link_events(const struct link *k)
 {
-	return (short)(POLLIN | (ctl->out_len ? POLLOUT : 0));
+	return (short)(POLLIN | (k->out_len ? POLLOUT : 0));
 }
 
 /* Queue one message; false when the output buffer has no room (the caller decides what is lost). */
-static bool link_send(struct control *ctl, const struct msg *m)
+static bool link_send(struct link *k, const struct msg *m)
 {
-	if (ctl->fd < 0)
-		return false;
 	size_t n = msg_encode(m, frame + 4, MSG_MAX);
 	if (n == 0)
 		return false;
-	if (ctl->out_off > 0 && ctl->out_off + ctl->out_len + 4 + n > OUT_CAP) {
-		memmove(ctl->out, ctl->out + ctl->out_off, ctl->out_len);
-		ctl->out_off = 0;
+	if (k->out_off > 0 && k->out_off + k->out_len + 4 + n > OUT_CAP) {
+		memmove(k->out, k->out + k->out_off, k->out_len);
+		k->out_off = 0;
 	}
-	if (ctl->out_off + ctl->out_len + 4 + n > OUT_CAP)
+	if (k->out_off + k->out_len + 4 + n > OUT_CAP)
 		return false;
 	frame[0] = (uint8_t)(n >> 24);
 	frame[1] = (uint8_t)(n >> 16);
 	frame[2] = (uint8_t)(n >> 8);
 	frame[3] = (uint8_t)n;
-	memcpy(ctl->out + ctl->out_off + ctl->out_len, frame, 4 + n);
-	ctl->out_len += 4 + n;
-	ctl->last_tx = loop_now();
-	loop_set(ctl->loop, ctl->fd, link_events(ctl));
+	memcpy(k->out + k->out_off + k->out_len, frame, 4 + n);
+	k->out_len += 4 + n;
+	k->last_tx = loop_now();
+	loop_set(k->ctl->loop, k->fd, link_events(k));
 	return true;
 }
 
+/* On the link, when there is one. */
 static bool send_simple(struct control *ctl, unsigned type, uint64_t seq)
 {
 	struct msg m = {.type = type, .seq = seq};
 
-	return link_send(ctl, &m);
+	return ctl->link && link_send(ctl->link, &m);
 }
 
 static bool send_log(struct control *ctl, int level, const char *text, size_t len)
@@ -150,7 +151,7 @@ static bool send_log(struct control *ctl, int level, const char *text, size_t le
 		len = sizeof(m.text) - 1;
 	memcpy(m.text, text, len);
 	m.text[len] = '\0';
-	return link_send(ctl, &m);
+	return ctl->link && link_send(ctl->link, &m);
 }
 
 static void ring_push(struct control *ctl, int level, const char *line, size_t len)
@@ -172,18 +173,19 @@ static void ring_push(struct control *ctl, int level, const char *line, size_t l
 /* Send what the ring holds, as far as the output buffer takes it. */
 static void ring_flush(struct control *ctl)
 {
-	while (ctl->up && ctl->ring_n > 0) {
+	while (ctl->link && ctl->ring_n > 0) {
 		struct ring_line *l = &ctl->ring[ctl->ring_head];
 		if (!send_log(ctl, l->level, l->text, l->len))
 			return;
 		ctl->ring_head = (ctl->ring_head + 1) % RING_LINES;
 		ctl->ring_n--;
 	}
-	if (ctl->up && ctl->ring_n == 0 && ctl->dropped > 0) {
+	if (ctl->link && ctl->ring_n == 0 && ctl->dropped > 0) {
 		uint64_t n = ctl->dropped;
 		ctl->dropped = 0;
 		/* A line like any other: here, and through the sink to the host. */
-		log_warn(0, "control: %llu log lines were dropped while the host half was unreachable",
+		log_warn(0,
+			 "control: %llu log lines were dropped while the host half was unreachable",
 			 (unsigned long long)n);
 	}
 }
@@ -195,91 +197,9 @@ static void log_to_host(int level, const char *line, size_t len)
 
 	if (!ctl)
 		return;
-	if (ctl->up && ctl->ring_n == 0 && send_log(ctl, level, line, len))
+	if (ctl->link && ctl->ring_n == 0 && send_log(ctl, level, line, len))
 		return;
 	ring_push(ctl, level, line, len);
-}
-
-static void rule_name(const struct rule *r, char *buf, size_t size)
-{
-	if (r->dir == RULE_INBOUND) {
-		snprintf(buf, size, "inbound rule vsock_port %u (host 0.0.0.0:%u -> enclave 127.0.0.1:%u)",
-			 r->vsock_port, r->host_port, r->enclave_port);
-	} else {
-		struct in_addr a = {htonl(r->enclave_address)};
-		char ip[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &a, ip, sizeof(ip));
-		snprintf(buf, size, "outbound rule vsock_port %u (enclave %s:%u -> %s:%u)",
-			 r->vsock_port, ip, r->tcp_port, r->hostname, r->tcp_port);
-	}
-}
-
-static const struct rule *find_rule(const struct rule *rules, size_t n, uint32_t vsock_port)
-{
-	for (size_t i = 0; i < n; i++)
-		if (rules[i].vsock_port == vsock_port)
-			return &rules[i];
-	return NULL;
-}
-
-size_t control_diff(const struct rule *host, size_t nhost, const struct rule *enclave,
-		    size_t nenclave, void (*emit)(void *arg, const char *line), void *arg)
-{
-	char line[CONFIG_STR_MAX * 2 + 256], name[CONFIG_STR_MAX + 128];
-	size_t count = 0;
-
-	for (size_t i = 0; i < nhost; i++) {
-		const struct rule *h = &host[i], *e = find_rule(enclave, nenclave, h->vsock_port);
-		rule_name(h, name, sizeof(name));
-		if (!e) {
-			snprintf(line, sizeof(line),
-				 "config mismatch: the host has %s, the enclave does not", name);
-			emit(arg, line), count++;
-			continue;
-		}
-		if (h->dir != e->dir) {
-			snprintf(line, sizeof(line),
-				 "config mismatch: vsock_port %u is an %s rule in the host's config, "
-				 "an %s rule in the enclave's",
-				 h->vsock_port, h->dir == RULE_INBOUND ? "inbound" : "outbound",
-				 e->dir == RULE_INBOUND ? "inbound" : "outbound");
-			emit(arg, line), count++;
-			continue;
-		}
-		struct {
-			const char *key;
-			unsigned a, b;
-		} ports[] = {
-			{"host_port", h->host_port, e->host_port},
-			{"enclave_port", h->enclave_port, e->enclave_port},
-			{"tcp_port", h->tcp_port, e->tcp_port},
-		};
-		for (size_t k = 0; k < 3; k++) {
-			if (ports[k].a == ports[k].b)
-				continue;
-			snprintf(line, sizeof(line),
-				 "config mismatch: %s: %s is %u in the host's config, %u in the "
-				 "enclave's",
-				 name, ports[k].key, ports[k].a, ports[k].b);
-			emit(arg, line), count++;
-		}
-		if (strcmp(h->hostname, e->hostname) != 0) {
-			snprintf(line, sizeof(line),
-				 "config mismatch: %s: hostname is \"%s\" in the host's config, \"%s\" "
-				 "in the enclave's",
-				 name, h->hostname, e->hostname);
-			emit(arg, line), count++;
-		}
-	}
-	for (size_t i = 0; i < nenclave; i++) {
-		if (find_rule(host, nhost, enclave[i].vsock_port))
-			continue;
-		rule_name(&enclave[i], name, sizeof(name));
-		snprintf(line, sizeof(line),
-			 "config mismatch: the enclave has %s, the host does not", name);
-		emit(arg, line), count++;
-	}
-	return count;
 }
 
 static void emit_warn(void *arg, const char *line)
@@ -292,28 +212,36 @@ static void on_hello(struct control *ctl, const struct msg *m)
 {
 	const char *peer = ctl->host ? "enclave" : "host";
 
-	ctl->hello = true;
+	ctl->link->hello = true;
 	snprintf(ctl->peer_version, sizeof(ctl->peer_version), "%s", m->version);
 	if (m->proto != MSG_PROTO || strcmp(m->version, QPROXY_VERSION) != 0)
-		log_warn(0, "control: the %s half runs qproxy %s (protocol %u), this one %s (protocol %d)",
-			 peer, m->version, m->proto, QPROXY_VERSION, MSG_PROTO);
+		log_warn(
+		    0,
+		    "control: the %s half runs qproxy %s (protocol %u), this one %s (protocol %d)",
+		    peer, m->version, m->proto, QPROXY_VERSION, MSG_PROTO);
 	const struct config *c = ctl->cfg;
-	size_t n = ctl->host ? control_diff(c->rules, c->nrules, m->rules, m->nrules, emit_warn, NULL)
-			     : control_diff(m->rules, m->nrules, c->rules, c->nrules, emit_warn, NULL);
+	size_t n = ctl->host
+		       ? config_diff(c->rules, c->nrules, m->rules, m->nrules, emit_warn, NULL)
+		       : config_diff(m->rules, m->nrules, c->rules, c->nrules, emit_warn, NULL);
 	if (n == 0)
-		log_info(0, "control: the %s half's rules match this one's (%zu rules)", peer, c->nrules);
+		log_info(0, "control: the %s half's rules match this one's (%zu rules)", peer,
+			 c->nrules);
+}
+
+/* The counters asked for, or none (stats NULL) when the link went down first. */
+static void stats_done(struct control *ctl, const struct msg_stat *stats, size_t n)
+{
+	control_stats_fn *fn = ctl->stats_fn;
+
+	ctl->stats_fn = NULL;
+	if (fn)
+		fn(ctl->stats_arg, stats, n);
 }
 
 static void on_stats(struct control *ctl, struct msg *m)
 {
-	if (m->seq != ctl->stats_seq || !ctl->waiting)
-		return;
-	free(ctl->estats);
-	ctl->estats = m->stats;
-	ctl->nestats = m->nstats;
-	m->stats = NULL;
-	m->nstats = 0;
-	status_answer_now(ctl);
+	if (m->seq == ctl->stats_seq)
+		stats_done(ctl, m->stats, m->nstats);
 }
 
 static void send_stats(struct control *ctl, uint64_t seq)
@@ -326,10 +254,15 @@ static void send_stats(struct control *ctl, uint64_t seq)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		const struct proxy_stats *s = proxy_stats(ctl->px, i);
-		st[i] = (struct msg_stat){ctl->cfg->rules[i].vsock_port, s->open, s->total, s->failed,
-					  s->bytes_up, s->bytes_down};
+		st[i] = (struct msg_stat){ctl->cfg->rules[i].vsock_port,
+					  s->open,
+					  s->total,
+					  s->failed,
+					  s->bytes_up,
+					  s->bytes_down};
 	}
-	link_send(ctl, &m);
+	if (ctl->link)
+		link_send(ctl->link, &m);
 	free(st);
 }
 
@@ -348,8 +281,9 @@ static void write_enclave_line(const char *text)
 		rest = strchr(rest, ' ');
 	if (rest)
 		rest += strspn(rest, " ");
-	int n = rest ? snprintf(line, sizeof(line), "%.*s[enclave] %s", (int)(rest - text), text, rest)
-		     : snprintf(line, sizeof(line), "[enclave] %s", text);
+	int n =
+	    rest ? snprintf(line, sizeof(line), "%.*s[enclave] %s", (int)(rest - text), text, rest)
+		 : snprintf(line, sizeof(line), "[enclave] %s", text);
 	log_write_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
@@ -376,126 +310,187 @@ static void on_message(struct control *ctl, struct msg *m)
 	}
 }
 
-/* Take whole frames from the input buffer. false when the link had to be dropped. */
-static bool link_parse(struct control *ctl)
+static void cand_remove(struct control *ctl, struct link *k)
 {
+	for (size_t i = 0; i < CANDIDATES; i++)
+		if (ctl->cand[i] == k)
+			ctl->cand[i] = NULL;
+}
+
+/* A candidate said hello: it is the enclave half now, and the link it had is gone. */
+static void promote(struct control *ctl, struct link *k)
+{
+	cand_remove(ctl, k);
+	if (ctl->link)
+		link_drop(ctl->link, "replaced by a new connection");
+	ctl->link = k;
+	log_info(0, "control: link to the enclave half up (%s)", k->peer);
+}
+
+/* Take whole frames from the input buffer. false when the link had to be dropped. */
+static bool link_parse(struct link *k)
+{
+	struct control *ctl = k->ctl;
 	size_t off = 0;
 
-	while (ctl->in_len - off >= 4) {
-		const uint8_t *p = ctl->in + off;
+	while (k->in_len - off >= 4) {
+		const uint8_t *p = k->in + off;
 		size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+		char err[128], why[160];
 		if (n == 0 || n > MSG_MAX) {
-			char why[96];
 			snprintf(why, sizeof(why), "protocol error: a message of %zu bytes", n);
-			link_down(ctl, why);
+			link_drop(k, why);
 			return false;
 		}
-		if (ctl->in_len - off < 4 + n)
+		if (k->in_len - off < 4 + n)
 			break;
 		struct msg m;
-		char err[128], why[160];
 		if (msg_decode(p + 4, n, &m, err, sizeof(err)) != 0) {
 			msg_free(&m);
 			snprintf(why, sizeof(why), "protocol error: %s", err);
-			link_down(ctl, why);
+			link_drop(k, why);
 			return false;
 		}
+		if (k != ctl->link && m.type != MSG_HELLO) {
+			snprintf(why, sizeof(why),
+				 "protocol error: a message of type %u before its hello", m.type);
+			msg_free(&m);
+			link_drop(k, why);
+			return false;
+		}
+		if (k != ctl->link)
+			promote(ctl, k);
 		on_message(ctl, &m);
 		msg_free(&m);
-		if (ctl->fd < 0)
-			return false;
 		off += 4 + n;
 	}
-	memmove(ctl->in, ctl->in + off, ctl->in_len - off);
-	ctl->in_len -= off;
+	memmove(k->in, k->in + off, k->in_len - off);
+	k->in_len -= off;
 	return true;
 }
 
 static void on_link_io(struct loop *l, int fd, short rev, void *arg)
 {
-	struct control *ctl = arg;
+	struct link *k = arg;
+	struct control *ctl = k->ctl;
 
 	(void)l;
 	if (rev & (POLLIN | POLLHUP | POLLERR)) {
-		ssize_t n = read(fd, ctl->in + ctl->in_len, 4 + MSG_MAX - ctl->in_len);
+		ssize_t n = read(fd, k->in + k->in_len, sizeof(k->in) - k->in_len);
 		if (n == 0) {
-			link_down(ctl, "closed by the peer");
+			link_drop(k, "closed by the peer");
 			return;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			link_down(ctl, strerror(errno));
+			link_drop(k, strerror(errno));
 			return;
 		}
 		if (n > 0) {
-			ctl->in_len += (size_t)n;
-			ctl->last_rx = loop_now();
-			if (!link_parse(ctl))
+			k->in_len += (size_t)n;
+			k->last_rx = loop_now();
+			if (!link_parse(k))
 				return;
 		}
 	}
-	while (ctl->out_len > 0) {
-		ssize_t n = send(fd, ctl->out + ctl->out_off, ctl->out_len, MSG_NOSIGNAL);
+	while (k->out_len > 0) {
+		ssize_t n = send(fd, k->out + k->out_off, k->out_len, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			link_down(ctl, strerror(errno));
+			link_drop(k, strerror(errno));
 			return;
 		}
-		ctl->out_off += (size_t)n;
-		ctl->out_len -= (size_t)n;
+		k->out_off += (size_t)n;
+		k->out_len -= (size_t)n;
 	}
-	if (ctl->out_len == 0)
-		ctl->out_off = 0;
+	if (k->out_len == 0)
+		k->out_off = 0;
 	if (!ctl->host)
 		ring_flush(ctl);
-	loop_set(ctl->loop, fd, link_events(ctl));
+	loop_set(ctl->loop, fd, link_events(k));
 }
 
-static void link_up(struct control *ctl, int fd)
+static void link_free(struct link *k)
+{
+	loop_del(k->ctl->loop, k->fd);
+	close(k->fd);
+	free(k);
+}
+
+/* A link on fd, polled, with our HELLO queued; NULL with errno, and fd closed, on failure. */
+static struct link *link_new(struct control *ctl, int fd, const char *peer)
 {
 	struct msg hello = {
-		.type = MSG_HELLO,
-		.proto = MSG_PROTO,
-		.role = ctl->host ? 0 : 1,
-		.rules = ctl->cfg->rules,
-		.nrules = ctl->cfg->nrules,
+	    .type = MSG_HELLO,
+	    .proto = MSG_PROTO,
+	    .role = ctl->host ? 0 : 1,
+	    .rules = ctl->cfg->rules,
+	    .nrules = ctl->cfg->nrules,
 	};
+	struct link *k = malloc(sizeof(*k));
 
-	snprintf(hello.version, sizeof(hello.version), "%s", QPROXY_VERSION);
-	if (loop_add(ctl->loop, fd, POLLIN, on_link_io, ctl) != 0) {
+	if (!k || loop_add(ctl->loop, fd, POLLIN, on_link_io, k) != 0) {
+		int err = k ? errno : ENOMEM;
+		free(k);
 		close(fd);
+		errno = err;
+		return NULL;
+	}
+	k->ctl = ctl;
+	k->fd = fd;
+	k->hello = false;
+	k->in_len = k->out_off = k->out_len = 0;
+	k->since = k->last_rx = k->last_tx = loop_now();
+	snprintf(k->peer, sizeof(k->peer), "%s", peer);
+	snprintf(hello.version, sizeof(hello.version), "%s", QPROXY_VERSION);
+	if (!link_send(k, &hello)) {
+		/* The config check keeps every HELLO within a frame: this is not expected. */
+		link_free(k);
+		errno = EMSGSIZE;
+		return NULL;
+	}
+	return k;
+}
+
+/* Enclave: the connect to the host half went through. */
+static void link_up(struct control *ctl, int fd)
+{
+	struct link *k = link_new(ctl, fd, ctl->peer);
+
+	if (!k) {
+		/* Try again later, as after any failed connect. */
+		connect_failed(ctl, errno);
 		return;
 	}
-	ctl->fd = fd;
-	ctl->in_len = ctl->out_off = ctl->out_len = 0;
-	ctl->last_rx = ctl->last_tx = loop_now();
-	ctl->hello = false;
+	ctl->link = k;
 	ctl->backoff = BACKOFF_MIN_MS;
 	ctl->down_since = 0;
 	ctl->down_logged = false;
-	if (!link_send(ctl, &hello)) {
-		link_down(ctl, "cannot send our hello");
-		return;
-	}
-	ctl->up = true;
-	log_info(0, "control: link to the %s half up (%s)", ctl->host ? "enclave" : "host", ctl->peer);
-	if (!ctl->host)
-		ring_flush(ctl);
+	log_info(0, "control: link to the host half up (%s)", ctl->peer);
+	ring_flush(ctl);
 }
 
-static void link_down(struct control *ctl, const char *why)
+static void link_drop(struct link *k, const char *why)
 {
-	if (ctl->fd < 0)
+	struct control *ctl = k->ctl;
+	bool live = k == ctl->link;
+	char peer[NET_ADDR_LEN];
+
+	snprintf(peer, sizeof(peer), "%s", k->peer);
+	/* Gone before a word is logged: the enclave's log lines must go to the ring now. */
+	if (live)
+		ctl->link = NULL;
+	else
+		cand_remove(ctl, k);
+	link_free(k);
+	if (!live) {
+		log_warn(0, "control: dropped a connection from %s before its hello: %s", peer,
+			 why);
 		return;
-	loop_del(ctl->loop, ctl->fd);
-	close(ctl->fd);
-	ctl->fd = -1;
-	ctl->up = ctl->hello = false;
-	ctl->in_len = ctl->out_off = ctl->out_len = 0;
+	}
 	if (ctl->host) {
-		log_warn(0, "control: the enclave half is gone (%s): %s", ctl->peer, why);
-		if (ctl->waiting)
-			status_answer_now(ctl);
+		log_warn(0, "control: the enclave half is gone (%s): %s", peer, why);
+		stats_done(ctl, NULL, 0);
 		return;
 	}
 	log_warn(0, "control: link to the host half lost: %s; reconnecting", why);
@@ -506,19 +501,21 @@ static void link_down(struct control *ctl, const char *why)
 
 static void on_tick(struct loop *l, struct loop_timer *t)
 {
-	struct control *ctl = (struct control *)((char *)t - offsetof(struct control, tick));
+	struct control *ctl = container_of(t, struct control, tick);
 	int64_t now = loop_now();
 
 	loop_timer_set(l, t, TICK_MS);
-	if (ctl->host && ctl->waiting && now >= ctl->stats_deadline)
-		status_answer_now(ctl);
-	if (ctl->fd < 0 || !ctl->up)
+	for (size_t i = 0; i < CANDIDATES; i++)
+		if (ctl->cand[i] && now - ctl->cand[i]->since > DEAD_MS)
+			link_drop(ctl->cand[i], "no hello for 6 s");
+	struct link *k = ctl->link;
+	if (!k)
 		return;
-	if (now - ctl->last_rx > DEAD_MS) {
-		link_down(ctl, "no heartbeat for 6 s");
+	if (now - k->last_rx > DEAD_MS) {
+		link_drop(k, "no heartbeat for 6 s");
 		return;
 	}
-	if (now - ctl->last_tx >= HEARTBEAT_MS)
+	if (now - k->last_tx >= HEARTBEAT_MS)
 		send_simple(ctl, MSG_HEARTBEAT, ++ctl->seq);
 }
 
@@ -529,12 +526,9 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 	socklen_t plen;
 
 	(void)rev;
-	int cfd = net_accept(fd, &peer, &plen);
-	if (cfd < 0) {
-		if (errno != EAGAIN && errno != ECONNABORTED)
-			loop_pause(l, fd, ACCEPT_PAUSE_MS); /* out of fds: do not spin */
+	int cfd = net_accept_or_pause(l, fd, &peer, &plen);
+	if (cfd < 0)
 		return;
-	}
 	char who[NET_ADDR_LEN];
 	net_addr_str((struct sockaddr *)&peer, plen, who, sizeof(who));
 	if (!net_vsock_peer_ok((struct sockaddr *)&peer, ctl->o.peer_cid)) {
@@ -542,11 +536,25 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 		close(cfd);
 		return;
 	}
-	/* A new link from the enclave means it restarted: the old one is dead or dying. */
-	if (ctl->fd >= 0)
-		link_down(ctl, "replaced by a new connection");
-	snprintf(ctl->peer, sizeof(ctl->peer), "%s", who);
-	link_up(ctl, cfd);
+	/*
+	 * A new connection from the enclave means it restarted, and the link in place is
+	 * dead or dying; but only its HELLO shows that it is the enclave half. Until then
+	 * it waits beside the link, in the oldest candidate's place when all are taken.
+	 */
+	size_t slot = 0;
+	for (size_t i = 0; i < CANDIDATES; i++) {
+		if (!ctl->cand[i]) {
+			slot = i;
+			break;
+		}
+		if (ctl->cand[i]->since < ctl->cand[slot]->since)
+			slot = i;
+	}
+	if (ctl->cand[slot])
+		link_drop(ctl->cand[slot], "newer connections took its place");
+	ctl->cand[slot] = link_new(ctl, cfd, who);
+	if (!ctl->cand[slot])
+		log_warn(0, "control: connection from %s: %s", who, strerror(errno));
 }
 
 /*
@@ -559,7 +567,8 @@ static void connect_failed(struct control *ctl, int err)
 
 	if (ctl->down_since == 0) {
 		ctl->down_since = now;
-		log_info(0, "control: waiting for the host half at %s: %s", ctl->peer, strerror(err));
+		log_info(0, "control: waiting for the host half at %s: %s", ctl->peer,
+			 strerror(err));
 	} else if (!ctl->down_logged && now - ctl->down_since >= WAIT_WARN_MS) {
 		log_warn(0, "control: no host half at %s after %d s: %s; still trying", ctl->peer,
 			 WAIT_WARN_MS / 1000, strerror(err));
@@ -575,6 +584,7 @@ static void on_connect_io(struct loop *l, int fd, short rev, void *arg)
 
 	(void)rev;
 	loop_del(l, fd);
+	ctl->cfd = -1;
 	int err = net_connect_result(fd);
 	if (err == 0) {
 		link_up(ctl, fd);
@@ -587,7 +597,7 @@ static void on_connect_io(struct loop *l, int fd, short rev, void *arg)
 static void on_retry(struct loop *l, struct loop_timer *t)
 {
 	(void)l;
-	connect_start((struct control *)((char *)t - offsetof(struct control, retry)));
+	connect_start(container_of(t, struct control, retry));
 }
 
 static void connect_start(struct control *ctl)
@@ -602,167 +612,18 @@ static void connect_start(struct control *ctl)
 		link_up(ctl, fd);
 		return;
 	}
-	if (fd >= 0 && loop_add(ctl->loop, fd, POLLOUT, on_connect_io, ctl) == 0)
+	if (fd >= 0 && loop_add(ctl->loop, fd, POLLOUT, on_connect_io, ctl) == 0) {
+		ctl->cfd = fd;
 		return;
+	}
 	int err = errno;
 	if (fd >= 0)
 		close(fd);
 	connect_failed(ctl, err);
 }
 
-static void put_stats(struct cbor_enc *e, const struct control *ctl, bool enclave)
-{
-	const struct config *c = ctl->cfg;
-
-	cbor_put_array(e, c->nrules);
-	for (size_t i = 0; i < c->nrules; i++) {
-		const struct rule *r = &c->rules[i];
-		struct msg_stat s = {r->vsock_port, 0, 0, 0, 0, 0};
-		if (!enclave) {
-			const struct proxy_stats *p = proxy_stats(ctl->px, i);
-			s = (struct msg_stat){r->vsock_port, p->open, p->total, p->failed, p->bytes_up,
-					      p->bytes_down};
-		} else {
-			for (size_t j = 0; j < ctl->nestats; j++)
-				if (ctl->estats[j].vsock_port == r->vsock_port)
-					s = ctl->estats[j];
-		}
-		char label[CONFIG_STR_MAX + 32];
-		if (r->dir == RULE_INBOUND)
-			snprintf(label, sizeof(label), "inbound %u", r->host_port);
-		else
-			snprintf(label, sizeof(label), "outbound %s:%u", r->hostname, r->tcp_port);
-		const uint64_t v[] = {s.vsock_port, s.open, s.total, s.failed, s.bytes_up, s.bytes_down};
-		cbor_put_map(e, 7);
-		for (unsigned k = 0; k < 6; k++) {
-			cbor_put_uint(e, k);
-			cbor_put_uint(e, v[k]);
-		}
-		cbor_put_uint(e, 6);
-		cbor_put_cstr(e, label);
-	}
-}
-
-/* The reply to `qproxy status`: a CBOR map; the enclave's counters when it answered in time. */
-static void status_answer_now(struct control *ctl)
-{
-	static uint8_t buf[MSG_MAX];
-	struct cbor_enc e;
-	bool have = ctl->estats != NULL;
-
-	cbor_enc_init(&e, buf, sizeof(buf));
-	cbor_put_map(&e, 6);
-	cbor_put_uint(&e, 0);
-	cbor_put_cstr(&e, QPROXY_VERSION);
-	cbor_put_uint(&e, 1);
-	cbor_put_uint(&e, ctl->o.peer_cid);
-	cbor_put_uint(&e, 2);
-	cbor_put_bool(&e, ctl->up && ctl->hello);
-	cbor_put_uint(&e, 3);
-	cbor_put_cstr(&e, ctl->up && ctl->hello ? ctl->peer_version : "");
-	cbor_put_uint(&e, 4);
-	put_stats(&e, ctl, false);
-	cbor_put_uint(&e, 5);
-	if (have)
-		put_stats(&e, ctl, true);
-	else
-		cbor_put_null(&e);
-	size_t n = cbor_enc_done(&e);
-	while (ctl->waiting) {
-		struct status_client *sc = ctl->waiting;
-		ctl->waiting = sc->next;
-		/* A few hundred bytes into an empty socket buffer: one write does it, or nothing will. */
-		if (n > 0 && write(sc->fd, buf, n) < 0)
-			log_debug(0, "control: status reply: %s", strerror(errno));
-		close(sc->fd);
-		free(sc);
-	}
-	free(ctl->estats);
-	ctl->estats = NULL;
-	ctl->nestats = 0;
-}
-
-static void on_status_accept(struct loop *l, int fd, short rev, void *arg)
-{
-	struct control *ctl = arg;
-
-	(void)rev;
-	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (cfd < 0) {
-		if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
-			loop_pause(l, fd, ACCEPT_PAUSE_MS);
-		return;
-	}
-	struct status_client *sc = malloc(sizeof(*sc));
-	if (!sc) {
-		close(cfd);
-		return;
-	}
-	bool asked = ctl->waiting != NULL;
-	sc->fd = cfd;
-	sc->next = ctl->waiting;
-	ctl->waiting = sc;
-	if (asked)
-		return; /* the question in flight answers this client too */
-	if (ctl->up && ctl->hello && send_simple(ctl, MSG_STATS_REQ, ctl->stats_seq = ++ctl->seq)) {
-		ctl->stats_deadline = loop_now() + STATUS_WAIT_MS;
-		return;
-	}
-	status_answer_now(ctl);
-}
-
-/* The status socket: root only, in a root-only directory. */
-static int status_listen(const char *path, char *err, size_t errlen)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char dir[sizeof(sun.sun_path)];
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "status socket %s: path too long", path);
-		return -1;
-	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	snprintf(dir, sizeof(dir), "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			snprintf(err, errlen, "status socket dir %s: %s", dir, strerror(errno));
-			return -1;
-		}
-		/* Whoever may write in the dir may put a socket of theirs in our place. */
-		struct stat st = {0};
-		if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
-		    (st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & 022)) {
-			snprintf(err, errlen,
-				 "status socket dir %s is not a directory that only this user can write "
-				 "(mode %04o): refusing it; give --status-socket a path in one",
-				 dir, (unsigned)(st.st_mode & 07777));
-			return -2;
-		}
-	}
-	if (net_unix_claim(&sun) != 0) {
-		snprintf(err, errlen, "status socket %s: another host half answers there", path);
-		return -1;
-	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
-		return -1;
-	}
-	mode_t old = umask(0177);
-	int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (r != 0 || chmod(path, 0600) != 0 || listen(fd, 16) != 0) {
-		snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct control *control_new(struct loop *l, const struct config *c, struct proxy *px,
-			     const struct control_opts *o)
+			    const struct control_opts *o)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
 
@@ -773,20 +634,19 @@ struct control *control_new(struct loop *l, const struct config *c, struct proxy
 	ctl->px = px;
 	ctl->o = *o;
 	ctl->host = o->role == PROXY_HOST;
-	ctl->lfd = ctl->sfd = ctl->fd = -1;
+	ctl->lfd = ctl->cfd = -1;
 	ctl->backoff = BACKOFF_MIN_MS;
-	ctl->in = malloc(4 + MSG_MAX);
-	ctl->out = malloc(OUT_CAP);
 	if (!ctl->host)
 		ctl->ring = malloc(RING_LINES * sizeof(*ctl->ring));
-	if (!ctl->in || !ctl->out || (!ctl->host && !ctl->ring)) {
+	if (!ctl->host && !ctl->ring) {
 		control_free(ctl);
 		return NULL;
 	}
 	loop_timer_init(&ctl->tick, on_tick);
 	loop_timer_init(&ctl->retry, on_retry);
 	if (!ctl->host) {
-		/* From now on: what the enclave half says before the link is up waits in the ring. */
+		/* From now on: what the enclave half says before the link is up waits in the ring.
+		 */
 		sink_ctl = ctl;
 		log_set_sink(log_to_host);
 	}
@@ -811,18 +671,6 @@ int control_start(struct control *ctl, char *err, size_t errlen)
 			 ctl->lfd < 0 ? why : strerror(errno));
 		return -1;
 	}
-	if (ctl->o.status_path) {
-		/* Status is a convenience: without it the host half still does its job. */
-		ctl->sfd = status_listen(ctl->o.status_path, why, sizeof(why));
-		if (ctl->sfd == -2) {
-			snprintf(err, errlen, "%s", why);
-			return -1;
-		}
-		if (ctl->sfd < 0)
-			log_warn(0, "control: no qproxy status: %s", why);
-		else if (loop_add(ctl->loop, ctl->sfd, POLLIN, on_status_accept, ctl) != 0)
-			log_warn(0, "control: no qproxy status: %s", strerror(errno));
-	}
 	return 0;
 }
 
@@ -836,132 +684,36 @@ void control_free(struct control *ctl)
 	}
 	loop_timer_stop(ctl->loop, &ctl->tick);
 	loop_timer_stop(ctl->loop, &ctl->retry);
-	if (ctl->fd >= 0) {
-		loop_del(ctl->loop, ctl->fd);
-		close(ctl->fd);
+	if (ctl->link)
+		link_free(ctl->link);
+	for (size_t i = 0; i < CANDIDATES; i++)
+		if (ctl->cand[i])
+			link_free(ctl->cand[i]);
+	if (ctl->cfd >= 0) {
+		loop_del(ctl->loop, ctl->cfd);
+		close(ctl->cfd);
 	}
 	if (ctl->lfd >= 0) {
 		loop_del(ctl->loop, ctl->lfd);
 		close(ctl->lfd);
 		net_unlisten_vsock(ctl->o.port);
 	}
-	if (ctl->sfd >= 0) {
-		loop_del(ctl->loop, ctl->sfd);
-		close(ctl->sfd);
-		unlink(ctl->o.status_path);
-	}
-	while (ctl->waiting) {
-		struct status_client *sc = ctl->waiting;
-		ctl->waiting = sc->next;
-		close(sc->fd);
-		free(sc);
-	}
-	free(ctl->estats);
-	free(ctl->in);
-	free(ctl->out);
 	free(ctl->ring);
 	free(ctl);
 }
 
-/* The status client's side: read the reply, print a table. */
-static bool get_u(struct cbor_dec *d, uint64_t *v)
+bool control_linked(const struct control *ctl, const char **version)
 {
-	struct cbor_item it;
-
-	if (!cbor_next(d, &it) || it.type != CBOR_UINT)
-		return false;
-	*v = it.u;
-	return true;
+	*version = ctl->peer_version;
+	return ctl->link && ctl->link->hello;
 }
 
-static bool print_rows(struct cbor_dec *d, const char *half, FILE *out)
+int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg)
 {
-	struct cbor_item it;
-
-	if (!cbor_next(d, &it))
-		return false;
-	if (it.type == CBOR_NULL)
-		return true;
-	if (it.type != CBOR_ARRAY)
-		return false;
-	for (uint64_t i = 0; i < it.u; i++) {
-		struct cbor_item m, label;
-		uint64_t k, v[6] = {0};
-		char name[CONFIG_STR_MAX + 32] = "?";
-		if (!cbor_next(d, &m) || m.type != CBOR_MAP)
-			return false;
-		for (uint64_t j = 0; j < m.u; j++) {
-			if (!get_u(d, &k))
-				return false;
-			if (k < 6) {
-				if (!get_u(d, &v[k]))
-					return false;
-			} else if (k == 6) {
-				if (!cbor_next(d, &label) || label.type != CBOR_TEXT)
-					return false;
-				snprintf(name, sizeof(name), "%.*s", (int)label.len, label.ptr);
-			} else if (!cbor_skip(d, 2)) {
-				return false;
-			}
-		}
-		fprintf(out, "%-28s %-8s %6llu %8llu %7llu %14llu %14llu\n", name, half,
-			(unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3],
-			(unsigned long long)v[4], (unsigned long long)v[5]);
-	}
-	return true;
-}
-
-int control_status(const char *path, FILE *out, char *err, size_t errlen)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	static uint8_t buf[MSG_MAX];
-	size_t len = 0;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "status socket %s: path too long", path);
+	if (!ctl->host || !ctl->link || !ctl->link->hello ||
+	    !send_simple(ctl, MSG_STATS_REQ, ctl->stats_seq = ++ctl->seq))
 		return -1;
-	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		snprintf(err, errlen, "no host half answers at %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	struct timeval tv = {5, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ssize_t n;
-	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
-		len += (size_t)n;
-	close(fd);
-	struct cbor_dec d;
-	struct cbor_item it, version, peer_version, connected;
-	uint64_t k, cid = 0;
-	if (cbor_check(buf, len, 4) != CBOR_OK)
-		goto bad;
-	cbor_dec_init(&d, buf, len);
-	if (!cbor_next(&d, &it) || it.type != CBOR_MAP || it.u != 6)
-		goto bad;
-	if (!get_u(&d, &k) || !cbor_next(&d, &version) || version.type != CBOR_TEXT ||
-	    !get_u(&d, &k) || !get_u(&d, &cid) || !get_u(&d, &k) || !cbor_next(&d, &connected) ||
-	    connected.type != CBOR_BOOL || !get_u(&d, &k) || !cbor_next(&d, &peer_version) ||
-	    peer_version.type != CBOR_TEXT)
-		goto bad;
-	fprintf(out, "host half: qproxy %.*s, enclave CID %llu\n", (int)version.len, version.ptr,
-		(unsigned long long)cid);
-	if (connected.b)
-		fprintf(out, "enclave half: connected, qproxy %.*s\n", (int)peer_version.len,
-			peer_version.ptr);
-	else
-		fprintf(out, "enclave half: not connected\n");
-	fprintf(out, "%-28s %-8s %6s %8s %7s %14s %14s\n", "RULE", "HALF", "OPEN", "TOTAL", "FAILED",
-		"BYTES UP", "BYTES DOWN");
-	if (!get_u(&d, &k) || !print_rows(&d, "host", out) || !get_u(&d, &k) ||
-	    !print_rows(&d, "enclave", out))
-		goto bad;
+	ctl->stats_fn = done;
+	ctl->stats_arg = arg;
 	return 0;
-bad:
-	snprintf(err, errlen, "status socket %s: the reply is not one this qproxy understands", path);
-	return -1;
 }

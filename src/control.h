@@ -1,12 +1,13 @@
 #ifndef QPROXY_CONTROL_H
 #define QPROXY_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "config.h"
 #include "loop.h"
+#include "message.h"
 #include "proxy.h"
 
 /*
@@ -14,34 +15,33 @@
  * listens (for its enclave's CID only), the enclave half connects and keeps
  * reconnecting. Over it: each side's rules, compared and every difference
  * logged on both sides; the enclave's log lines, kept in a ring while the link
- * is down; heartbeats; and the enclave's counters for `qproxy status`, which
- * asks the host half over a local Unix socket.
+ * is down; heartbeats; and the enclave's counters, for `qproxy status` (status.h).
  */
-#define CONTROL_STATUS_PATH "/run/qproxy/host.sock"
 
 struct control_opts {
 	enum proxy_role role;
 	uint32_t peer_cid;
 	uint32_t port;
-	const char *status_path; /* host: the status socket, NULL for none */
 };
 
 struct control;
 
 struct control *control_new(struct loop *l, const struct config *c, struct proxy *px,
-			     const struct control_opts *o);
-/* Host: listen on the control port and the status socket. Enclave: start connecting. */
+			    const struct control_opts *o);
+/* Host: listen on the control port. Enclave: start connecting. */
 int control_start(struct control *ctl, char *err, size_t errlen);
 void control_free(struct control *ctl);
 
-/* The `qproxy status` client: ask the host half at path, print to out. 0, or -1 with err. */
-int control_status(const char *path, FILE *out, char *err, size_t errlen);
+/* Host: is the enclave half linked (its HELLO received)? *version: its version then. */
+bool control_linked(const struct control *ctl, const char **version);
 
 /*
- * Every difference between the host's rules and the enclave's, one line each,
- * handed to emit; rules are matched by vsock_port. Returns how many there were.
+ * Host: ask the enclave half for its counters. done(arg, stats, n) is called once, when
+ * they arrive, or with stats NULL when the link goes down first; a later question
+ * replaces an unanswered one, which is then never answered. -1 when the enclave half is
+ * not linked or the question cannot be sent.
  */
-size_t control_diff(const struct rule *host, size_t nhost, const struct rule *enclave,
-		    size_t nenclave, void (*emit)(void *arg, const char *line), void *arg);
+typedef void control_stats_fn(void *arg, const struct msg_stat *stats, size_t n);
+int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg);
 
 #endif

@@ -1,6 +1,5 @@
 #include "hosts.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,16 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net.h"
+
 #define BEGIN "# BEGIN qproxy: outbound names, rewritten by qproxy enclave at each start\n"
 #define END "# END qproxy\n"
 #define HOSTS_MAX (1 << 20)
-
-static int is_ip_literal(const char *name)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
-}
 
 /* The file without an earlier block of ours. */
 static size_t strip_block(char *text, size_t len)
@@ -52,12 +46,11 @@ int hosts_write(const char *path, const struct config *c, char *err, size_t errl
 	n += (size_t)snprintf(buf + n, cap - n, "%s", BEGIN);
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct rule *r = &c->rules[i];
-		if (r->dir != RULE_OUTBOUND || is_ip_literal(r->hostname))
+		if (r->dir != RULE_OUTBOUND || net_is_ip_literal(r->hostname))
 			continue;
-		struct in_addr a = {htonl(r->enclave_address)};
-		char ip[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &a, ip, sizeof(ip));
-		n += (size_t)snprintf(buf + n, cap - n, "%s\t%s\n", ip, r->hostname);
+		char ip[NET_IPV4_LEN];
+		n += (size_t)snprintf(buf + n, cap - n, "%s\t%s\n",
+				      net_ipv4_str(r->enclave_address, ip), r->hostname);
 	}
 	n += (size_t)snprintf(buf + n, cap - n, "%s", END);
 

@@ -1,8 +1,11 @@
 #include "log.h"
 
+#include "dir.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,33 +41,18 @@ void log_set_level(int level)
 	log_level_current = level;
 }
 
-/* mkdir -p: the guide's default dir, /var/log/qproxy, usually does not exist yet. */
-static int mkdir_p(const char *dir, char *err, size_t errlen)
+/* The guide's default dir, /var/log/qproxy, usually does not exist yet. */
+static int make_dir(const char *dir, char *err, size_t errlen)
 {
-	char path[4096];
-	size_t n = strlen(dir);
+	char failed[PATH_MAX];
 
-	if (n == 0)
+	if (dir[0] == '\0' || dir_create(dir, 0755, failed, sizeof(failed)) == 0)
 		return 0;
-	if (n >= sizeof(path)) {
+	if (errno == ENAMETOOLONG)
 		snprintf(err, errlen, "log dir %s: name too long", dir);
-		return -1;
-	}
-	memcpy(path, dir, n + 1);
-	for (char *p = path + 1;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-		*p = '\0';
-		if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-			snprintf(err, errlen, "create log dir %s: %s", path, strerror(errno));
-			return -1;
-		}
-		*p = c;
-		if (c == '\0')
-			break;
-	}
-	return 0;
+	else
+		snprintf(err, errlen, "create log dir %s: %s", failed, strerror(errno));
+	return -1;
 }
 
 int log_open(const char *dir, const char *file, char *err, size_t errlen)
@@ -75,7 +63,7 @@ int log_open(const char *dir, const char *file, char *err, size_t errlen)
 	if (file[0] == '/') {
 		n = snprintf(path, sizeof(path), "%s", file);
 	} else {
-		if (mkdir_p(dir, err, errlen) != 0)
+		if (make_dir(dir, err, errlen) != 0)
 			return -1;
 		n = snprintf(path, sizeof(path), "%s/%s", dir, file);
 	}

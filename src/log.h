@@ -20,7 +20,7 @@ int log_open(const char *dir, const char *file, char *err, size_t errlen);
 
 /* One line, one write(): time, level, connection id (0 = none), message. */
 void log_msg(int level, unsigned long conn, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * Also hand every line written (without its newline) to fn: the enclave half

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util.h"
+
 /*
  * Registered fds live in an epoll set, level-triggered, so the semantics are
  * poll()'s: an fd with nothing wanted is taken out of the set altogether.
@@ -28,13 +30,14 @@ struct slot {
 struct loop {
 	int epfd;
 	struct slot *slot; /* indexed by fd */
-	unsigned slot_cap;
+	size_t slot_cap;
 	uint32_t gen;
 	unsigned npaused;
 	struct epoll_event evs[256];
 
 	struct loop_timer **heap;
-	unsigned nheap, heap_cap;
+	unsigned nheap;
+	size_t heap_cap;
 
 	struct loop_defer *deferred;
 	sigset_t wait_mask;
@@ -73,26 +76,9 @@ void loop_free(struct loop *l)
 	free(l);
 }
 
-static int grow(void **p, unsigned *cap, unsigned need, size_t size)
-{
-	if (need <= *cap)
-		return 0;
-	unsigned ncap = *cap ? *cap : 64;
-	while (ncap < need)
-		ncap *= 2;
-	void *np = realloc(*p, (size_t)ncap * size);
-	if (!np) {
-		errno = ENOMEM;
-		return -1;
-	}
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
-
 static struct slot *slot_of(struct loop *l, int fd)
 {
-	if (fd < 0 || (unsigned)fd >= l->slot_cap || !l->slot[fd].fn)
+	if (fd < 0 || (size_t)fd >= l->slot_cap || !l->slot[fd].fn)
 		return NULL;
 	return &l->slot[fd];
 }
@@ -117,10 +103,12 @@ static int sync_set(struct loop *l, int fd, struct slot *s)
 
 int loop_add(struct loop *l, int fd, short events, loop_io_fn *fn, void *arg)
 {
-	unsigned old = l->slot_cap;
+	size_t old = l->slot_cap;
+	struct slot *slots = array_grow(l->slot, &l->slot_cap, (size_t)fd + 1, sizeof(*slots));
 
-	if (grow((void **)&l->slot, &l->slot_cap, (unsigned)fd + 1, sizeof(*l->slot)) != 0)
+	if (!slots)
 		return -1;
+	l->slot = slots;
 	memset(l->slot + old, 0, (l->slot_cap - old) * sizeof(*l->slot));
 	struct slot *s = &l->slot[fd];
 	*s = (struct slot){.fn = fn, .arg = arg, .gen = ++l->gen, .events = events};
@@ -264,8 +252,10 @@ int loop_timer_set(struct loop *l, struct loop_timer *t, int64_t ms)
 		heap_fix(l, t->idx);
 		return 0;
 	}
-	if (grow((void **)&l->heap, &l->heap_cap, l->nheap + 1, sizeof(*l->heap)) != 0)
+	struct loop_timer **heap = array_grow(l->heap, &l->heap_cap, l->nheap + 1, sizeof(*heap));
+	if (!heap)
 		return -1;
+	l->heap = heap;
 	t->idx = l->nheap++;
 	l->heap[t->idx] = t;
 	heap_fix(l, t->idx);

@@ -17,10 +17,8 @@
 #include "net.h"
 #include "proxy.h"
 #include "relay.h"
-
-#ifndef QPROXY_VERSION
-#define QPROXY_VERSION "dev"
-#endif
+#include "status.h"
+#include "version.h"
 
 enum exit_code { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 
@@ -28,103 +26,107 @@ enum exit_code { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 
 #define DEFAULT_CONTROL_PORT 6666
 
 static const char usage_main[] =
-	"Usage: qproxy <COMMAND>\n"
-	"\n"
-	"Carries TCP into and out of a QingTian (or Nitro) enclave over vsock.\n"
-	"\n"
-	"Commands:\n"
-	"  host          The part of qproxy that runs outside the enclave\n"
-	"  enclave       The part of qproxy that runs inside the enclave\n"
-	"  check-config  Check the qproxy configuration file\n"
-	"  status        Show the rules, counters and enclave link of the running host half\n"
-	"  help          Print this message or the help of the given subcommand(s)\n"
-	"\n"
-	"Options:\n"
-	"  -h, --help     Print help\n"
-	"  -V, --version  Print version\n"
-	"\n"
-	"Exit codes: 0 ok, 1 bad configuration, 2 bad command line, 3 runtime failure.\n";
+    "Usage: qproxy <COMMAND>\n"
+    "\n"
+    "Carries TCP into and out of a QingTian (or Nitro) enclave over vsock.\n"
+    "\n"
+    "Commands:\n"
+    "  host          The part of qproxy that runs outside the enclave\n"
+    "  enclave       The part of qproxy that runs inside the enclave\n"
+    "  check-config  Check the qproxy configuration file\n"
+    "  status        Show the rules, counters and enclave link of the running host half\n"
+    "  help          Print this message or the help of the given subcommand(s)\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help     Print help\n"
+    "  -V, --version  Print version\n"
+    "\n"
+    "Exit codes: 0 ok, 1 bad configuration, 2 bad command line, 3 runtime failure.\n";
 
 static const char usage_host[] =
-	"The part of qproxy that runs outside the enclave\n"
-	"\n"
-	"Usage: qproxy host [OPTIONS] <CID>\n"
-	"\n"
-	"Arguments:\n"
-	"  <CID>  The CID of the enclave [env: QPROXY_LISTEN_CID=]\n"
-	"\n"
-	"Options:\n"
-	"      --config <CONFIG>          Path to the configuration file\n"
-	"  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
-	"                                 event loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
-	"      --ipv4                     Only resolve IPv4 addresses\n"
-	"      --ipv6                     Only resolve IPv6 addresses\n"
-	"      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
-	"                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
-	"      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
-	"                                 halves on one Linux box; this half listens as CID 3.\n"
-	"                                 Emulated peers have no CID, so the check that only the\n"
-	"                                 enclave's CID may connect is not made [env: QPROXY_VSOCK_DIR=]\n"
-	"      --status-socket <PATH>     Where `qproxy status` asks this half (root only)\n"
-	"                                 [env: QPROXY_STATUS_SOCKET=] [default: " CONTROL_STATUS_PATH "]\n"
-	"  -h, --help                     Print help\n"
-	"\n"
-	"Vsock connections are accepted only from <CID>; others are closed and logged.\n"
-	"The enclave half's log lines arrive over the control channel and are written to this\n"
-	"half's log, each marked 'enclave|'.\n"
-	"Logs: [log_location] host_log in the config, else stderr; RUST_LOG=off|error|warn|info|\n"
-	"debug|trace overrides log_level (default warn).\n";
+    "The part of qproxy that runs outside the enclave\n"
+    "\n"
+    "Usage: qproxy host [OPTIONS] <CID>\n"
+    "\n"
+    "Arguments:\n"
+    "  <CID>  The CID of the enclave [env: QPROXY_LISTEN_CID=]\n"
+    "\n"
+    "Options:\n"
+    "      --config <CONFIG>          Path to the configuration file\n"
+    "  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
+    "                                 event loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
+    "      --ipv4                     Only resolve IPv4 addresses\n"
+    "      --ipv6                     Only resolve IPv6 addresses\n"
+    "      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
+    "                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
+    "      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
+    "                                 halves on one Linux box; this half listens as CID 3.\n"
+    "                                 Emulated peers have no CID, so the check that only the\n"
+    "                                 enclave's CID may connect is not made [env: "
+    "QPROXY_VSOCK_DIR=]\n"
+    "      --status-socket <PATH>     Where `qproxy status` asks this half (root only)\n"
+    "                                 [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT
+    "]\n"
+    "  -h, --help                     Print help\n"
+    "\n"
+    "Vsock connections are accepted only from <CID>; others are closed and logged.\n"
+    "The enclave half's log lines arrive over the control channel and are written to this\n"
+    "half's log, each marked '[enclave]'.\n"
+    "Logs: [log_location] host_log in the config, else stderr; RUST_LOG=off|error|warn|info|\n"
+    "debug|trace overrides log_level (default warn).\n";
 
 static const char usage_enclave[] =
-	"The part of qproxy that runs inside the enclave\n"
-	"\n"
-	"Usage: qproxy enclave [OPTIONS]\n"
-	"\n"
-	"Options:\n"
-	"      --parent-cid <PARENT_CID>  The CID of the parent VM of this enclave\n"
-	"                                 [env: QPROXY_PARENT_CID=] [default: 3]\n"
-	"      --config <CONFIG>          Path to the configuration file\n"
-	"  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
-	"                                 event loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
-	"      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
-	"                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
-	"      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
-	"                                 halves on one Linux box; needs --cid. Emulated peers have\n"
-	"                                 no CID, so the check that only the parent may connect is\n"
-	"                                 not made [env: QPROXY_VSOCK_DIR=]\n"
-	"      --cid <CID>                This enclave's own CID, with --vsock-dir [env: QPROXY_CID=]\n"
-	"  -h, --help                     Print help\n"
-	"\n"
-	"Vsock connections are accepted only from the parent CID; others are closed and logged.\n"
-	"Logs: [log_location] enclave_log in the config, else stderr; RUST_LOG overrides log_level.\n"
-	"Every log line also goes to the host half over the control channel.\n"
-	"At start it brings the loopback interface up if it is down, and writes [enclave] hosts_file.\n";
+    "The part of qproxy that runs inside the enclave\n"
+    "\n"
+    "Usage: qproxy enclave [OPTIONS]\n"
+    "\n"
+    "Options:\n"
+    "      --parent-cid <PARENT_CID>  The CID of the parent VM of this enclave\n"
+    "                                 [env: QPROXY_PARENT_CID=] [default: 3]\n"
+    "      --config <CONFIG>          Path to the configuration file\n"
+    "  -t, --threads <THREADS>        Accepted for compatibility and ignored: qproxy runs one\n"
+    "                                 event loop in one thread [env: TOKIO_WORKER_THREADS=]\n"
+    "      --control-port <PORT>      The vsock port of the control channel; no rule may use it\n"
+    "                                 [env: QPROXY_CONTROL_PORT=] [default: 6666] [0..=65535]\n"
+    "      --vsock-dir <DIR>          Emulate vsock with Unix sockets DIR/CID.PORT, to run both\n"
+    "                                 halves on one Linux box; needs --cid. Emulated peers have\n"
+    "                                 no CID, so the check that only the parent may connect is\n"
+    "                                 not made [env: QPROXY_VSOCK_DIR=]\n"
+    "      --cid <CID>                This enclave's own CID, with --vsock-dir [env: QPROXY_CID=]\n"
+    "  -h, --help                     Print help\n"
+    "\n"
+    "Vsock connections are accepted only from the parent CID; others are closed and logged.\n"
+    "Logs: [log_location] enclave_log in the config, else stderr; RUST_LOG overrides log_level.\n"
+    "Every log line also goes to the host half over the control channel.\n"
+    "At start it brings the loopback interface up if it is down, and writes [enclave] "
+    "hosts_file.\n";
 
 static const char usage_check[] =
-	"Check the qproxy configuration file\n"
-	"\n"
-	"Usage: qproxy check-config [--config] <CONFIG>\n"
-	"\n"
-	"Prints the rules understood, as canonical TOML, and exits 0; or prints every error\n"
-	"as FILE:LINE: message and exits 1.\n"
-	"\n"
-	"Options:\n"
-	"      --config <CONFIG>          Path to the configuration file\n"
-	"      --control-port <PORT>      The control port the halves will use [default: 6666]\n"
-	"  -h, --help                     Print help\n";
+    "Check the qproxy configuration file\n"
+    "\n"
+    "Usage: qproxy check-config [--config] <CONFIG>\n"
+    "\n"
+    "Prints the rules understood, as canonical TOML, and exits 0; or prints every error\n"
+    "as FILE:LINE: message and exits 1.\n"
+    "\n"
+    "Options:\n"
+    "      --config <CONFIG>          Path to the configuration file\n"
+    "      --control-port <PORT>      The control port the halves will use [default: 6666]\n"
+    "  -h, --help                     Print help\n";
 
 static const char usage_status[] =
-	"Show the rules, counters and enclave link of the running host half\n"
-	"\n"
-	"Usage: qproxy status [--status-socket <PATH>]\n"
-	"\n"
-	"Asks the host half over its status socket and prints, per rule and half, the open and\n"
-	"total connections, the failed ones, and the bytes each way. Exits 3 when no host half\n"
-	"answers.\n"
-	"\n"
-	"Options:\n"
-	"      --status-socket <PATH>     [env: QPROXY_STATUS_SOCKET=] [default: " CONTROL_STATUS_PATH "]\n"
-	"  -h, --help                     Print help\n";
+    "Show the rules, counters and enclave link of the running host half\n"
+    "\n"
+    "Usage: qproxy status [--status-socket <PATH>]\n"
+    "\n"
+    "Asks the host half over its status socket and prints, per rule and half, the open and\n"
+    "total connections, the failed ones, and the bytes each way. Exits 3 when no host half\n"
+    "answers.\n"
+    "\n"
+    "Options:\n"
+    "      --status-socket <PATH>     [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT
+    "]\n"
+    "  -h, --help                     Print help\n";
 
 enum cmd { CMD_HOST, CMD_ENCLAVE, CMD_CHECK, CMD_STATUS, NCMDS };
 
@@ -132,7 +134,7 @@ struct opts {
 	enum cmd cmd;
 	const char *config;
 	const char *vsock_dir;
-	const char *cid;        /* host: the enclave's CID; enclave: its own, with --vsock-dir */
+	const char *cid;	/* host: the enclave's CID; enclave: its own, with --vsock-dir */
 	const char *parent_cid; /* enclave */
 	const char *control_port;
 	const char *threads;
@@ -181,30 +183,30 @@ struct optdef {
 #define F(x) offsetof(struct opts, x)
 
 static const struct optdef optdefs[] = {
-	{"config", 0, ALL, true, F(config)},
-	{"control-port", 0, ALL, true, F(control_port)},
-	{"threads", 't', HALVES, true, F(threads)},
-	{"vsock-dir", 0, HALVES, true, F(vsock_dir)},
-	{"ipv4", 0, 1u << CMD_HOST, false, 0},
-	{"ipv6", 0, 1u << CMD_HOST, false, 0},
-	{"parent-cid", 0, 1u << CMD_ENCLAVE, true, F(parent_cid)},
-	{"cid", 0, 1u << CMD_ENCLAVE, true, F(cid)},
-	{"status-socket", 0, (1u << CMD_HOST) | (1u << CMD_STATUS), true, F(status_socket)},
-	{"help", 'h', ALL | (1u << CMD_STATUS), false, 0},
+    {"config", 0, ALL, true, F(config)},
+    {"control-port", 0, ALL, true, F(control_port)},
+    {"threads", 't', HALVES, true, F(threads)},
+    {"vsock-dir", 0, HALVES, true, F(vsock_dir)},
+    {"ipv4", 0, 1u << CMD_HOST, false, 0},
+    {"ipv6", 0, 1u << CMD_HOST, false, 0},
+    {"parent-cid", 0, 1u << CMD_ENCLAVE, true, F(parent_cid)},
+    {"cid", 0, 1u << CMD_ENCLAVE, true, F(cid)},
+    {"status-socket", 0, (1u << CMD_HOST) | (1u << CMD_STATUS), true, F(status_socket)},
+    {"help", 'h', ALL | (1u << CMD_STATUS), false, 0},
 };
 
 static const char *const cmd_names[] = {"host", "enclave", "check-config", "status"};
 static const char *const cmd_usage[] = {usage_host, usage_enclave, usage_check, usage_status};
 
-static const struct optdef *find_opt(const char *arg, size_t len, enum cmd cmd)
+/* name: len bytes after "--" (is_long), or the one letter after "-". */
+static const struct optdef *find_opt(const char *name, size_t len, bool is_long, enum cmd cmd)
 {
 	for (size_t i = 0; i < sizeof(optdefs) / sizeof(optdefs[0]); i++) {
 		const struct optdef *d = &optdefs[i];
 		if (!(d->cmds & (1u << cmd)))
 			continue;
-		if (len == 1 && arg[-1] == '-' && arg[-2] != '-' && d->short_name == arg[0])
-			return d;
-		if (arg[-2] == '-' && strlen(d->name) == len && memcmp(d->name, arg, len) == 0)
+		if (is_long ? strlen(d->name) == len && memcmp(d->name, name, len) == 0
+			    : len == 1 && d->short_name == name[0])
 			return d;
 	}
 	return NULL;
@@ -229,15 +231,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			only_positional = true;
 			continue;
 		}
-		const char *name = a[1] == '-' ? a + 2 : a + 1;
+		bool is_long = a[1] == '-';
+		const char *name = is_long ? a + 2 : a + 1;
 		const char *eq = strchr(name, '=');
 		size_t len = eq ? (size_t)(eq - name) : strlen(name);
 		const char *attached = eq ? eq + 1 : NULL;
-		if (a[1] != '-' && len > 1) { /* -t4 */
+		if (!is_long && len > 1) { /* -t4 */
 			attached = name + 1;
 			len = 1;
 		}
-		const struct optdef *d = find_opt(name, len, o->cmd);
+		const struct optdef *d = find_opt(name, len, is_long, o->cmd);
 		if (!d)
 			return usage_error(cmd, "unknown option '%s'", a);
 		if (strcmp(d->name, "help") == 0) {
@@ -344,7 +347,7 @@ static int status(const struct opts *o)
 {
 	char err[512];
 
-	if (control_status(o->status_socket, stdout, err, sizeof(err)) != 0) {
+	if (status_query(o->status_socket, stdout, err, sizeof(err)) != 0) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		return EXIT_RUNTIME;
 	}
@@ -368,38 +371,35 @@ static int enclave_setup(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
-static int run_half(const struct opts *o, uint32_t control_port)
+/* The CIDs of a half's command line: its peer's in po, its own (with --vsock-dir) in self. */
+static int half_cids(const struct opts *o, struct proxy_opts *po, uint32_t *self)
 {
-	bool host = o->cmd == CMD_HOST;
 	const char *cmd = cmd_names[o->cmd];
-	struct proxy_opts po = {.role = host ? PROXY_HOST : PROXY_ENCLAVE, .family = o->family};
-	uint32_t self_cid = DEFAULT_PARENT_CID;
-	char err[512];
-	struct config c;
 
-	if (host) {
+	*self = DEFAULT_PARENT_CID;
+	if (o->cmd == CMD_HOST) {
 		if (!o->cid)
 			return usage_error(cmd, "%s", "the enclave's <CID> is required");
-		if (!parse_u32(o->cid, 0, UINT32_MAX - 1, &po.peer_cid))
+		if (!parse_u32(o->cid, 0, UINT32_MAX - 1, &po->peer_cid))
 			return usage_error(cmd, "invalid enclave CID '%s'", o->cid);
-	} else {
-		po.peer_cid = DEFAULT_PARENT_CID;
-		if (o->parent_cid && !parse_u32(o->parent_cid, 0, UINT32_MAX - 1, &po.peer_cid))
-			return usage_error(cmd, "invalid --parent-cid '%s'", o->parent_cid);
-		if (o->vsock_dir && !o->cid)
-			return usage_error(cmd, "%s", "--vsock-dir needs --cid, this enclave's own CID");
-		if (o->cid && !parse_u32(o->cid, 0, UINT32_MAX - 1, &self_cid))
-			return usage_error(cmd, "invalid --cid '%s'", o->cid);
+		return -1;
 	}
-	if (!o->config)
-		return usage_error(cmd, "%s", "no configuration file given: use --config FILE");
-	if (load_config(o, control_port, &c) != 0) {
-		config_free(&c);
-		return EXIT_CONFIG;
-	}
+	po->peer_cid = DEFAULT_PARENT_CID;
+	if (o->parent_cid && !parse_u32(o->parent_cid, 0, UINT32_MAX - 1, &po->peer_cid))
+		return usage_error(cmd, "invalid --parent-cid '%s'", o->parent_cid);
+	if (o->vsock_dir && !o->cid)
+		return usage_error(cmd, "%s", "--vsock-dir needs --cid, this enclave's own CID");
+	if (o->cid && !parse_u32(o->cid, 0, UINT32_MAX - 1, self))
+		return usage_error(cmd, "invalid --cid '%s'", o->cid);
+	return -1;
+}
 
-	int level = c.log_level >= 0 ? c.log_level : LOG_WARN;
+/* The level (the config's, RUST_LOG over it) and this half's log file. */
+static int log_setup(const struct config *c, bool host, char *err, size_t errlen)
+{
+	int level = c->log_level >= 0 ? c->log_level : LOG_WARN;
 	const char *rust_log = getenv("RUST_LOG");
+
 	if (rust_log && *rust_log) {
 		int l = rust_log_level(rust_log);
 		if (l >= 0)
@@ -409,50 +409,70 @@ static int run_half(const struct opts *o, uint32_t control_port)
 				rust_log, log_level_name(level));
 	}
 	log_set_level(level);
-	const char *file = host ? c.host_log : c.enclave_log;
-	if (c.has_log_location && *file &&
-	    log_open(host ? c.host_log_dir : c.enclave_log_dir, file, err, sizeof(err)) != 0) {
-		fprintf(stderr, "qproxy: error: %s\n", err);
-		config_free(&c);
-		return EXIT_RUNTIME;
-	}
+	const char *file = host ? c->host_log : c->enclave_log;
+	if (c->has_log_location && *file)
+		return log_open(host ? c->host_log_dir : c->enclave_log_dir, file, err, errlen);
+	return 0;
+}
 
+/* What the process needs whatever the half: signals, fds, the copy mode, the vsock emulation. */
+static int process_setup(const struct opts *o, uint32_t self_cid, char *err, size_t errlen)
+{
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	/* A diagnostic switch, and the way the benchmarks compare: QPROXY_SPLICE=0 copies. */
 	const char *sp = getenv("QPROXY_SPLICE");
 	if (sp && strcmp(sp, "0") == 0)
 		relay_use_splice(false);
-	if (o->vsock_dir && net_vsock_emulate(o->vsock_dir, self_cid, err, sizeof(err)) != 0) {
-		fprintf(stderr, "qproxy: error: %s\n", err);
-		config_free(&c);
-		return EXIT_RUNTIME;
-	}
+	if (o->vsock_dir && net_vsock_emulate(o->vsock_dir, self_cid, err, errlen) != 0)
+		return -1;
+	return 0;
+}
 
+/* The half itself, until a signal stops it: an exit code. */
+static int run(const struct opts *o, const struct config *c, const struct proxy_opts *po,
+	       uint32_t control_port)
+{
+	bool host = o->cmd == CMD_HOST;
+	const char *cmd = cmd_names[o->cmd];
+	char err[512];
 	int rc = EXIT_RUNTIME;
 	struct control_opts co = {
-		.role = po.role,
-		.peer_cid = po.peer_cid,
-		.port = control_port,
-		.status_path = host ? o->status_socket : NULL,
+	    .role = po->role,
+	    .peer_cid = po->peer_cid,
+	    .port = control_port,
 	};
 	struct control *ctl = NULL;
+	struct status_server *st = NULL;
 	struct loop *l = loop_new();
-	struct proxy *px = l ? proxy_new(l, &c, &po) : NULL;
+	struct proxy *px = l ? proxy_new(l, c, po) : NULL;
 	if (px)
-		ctl = control_new(l, &c, px, &co);
-	if (!ctl || loop_catch_signal(l, SIGTERM) != 0 || loop_catch_signal(l, SIGINT) != 0) {
+		ctl = control_new(l, c, px, &co);
+	if (ctl && host)
+		st = status_new(l, c, px, ctl, po->peer_cid);
+	if (!ctl || (host && !st) || loop_catch_signal(l, SIGTERM) != 0 ||
+	    loop_catch_signal(l, SIGINT) != 0) {
 		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));
 		goto out;
 	}
-	if ((!host && enclave_setup(&c, err, sizeof(err)) != 0) ||
+	if ((!host && enclave_setup(c, err, sizeof(err)) != 0) ||
 	    proxy_listen(px, err, sizeof(err)) != 0 || control_start(ctl, err, sizeof(err)) != 0) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		log_error(0, "%s", err);
 		goto out;
 	}
-	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s", QPROXY_VERSION, cmd, c.nrules,
-		 host ? "enclave" : "parent", po.peer_cid, o->vsock_dir ? ", vsock emulated" : "");
+	/* Status is a convenience: without it the host half still does its job. */
+	enum status_start_result sr =
+	    host ? status_start(st, o->status_socket, err, sizeof(err)) : STATUS_STARTED;
+	if (sr == STATUS_UNSAFE_DIR) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		log_error(0, "%s", err);
+		goto out;
+	}
+	if (sr == STATUS_UNAVAILABLE)
+		log_warn(0, "control: no qproxy status: %s", err);
+	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s", QPROXY_VERSION, cmd, c->nrules,
+		 host ? "enclave" : "parent", po->peer_cid, o->vsock_dir ? ", vsock emulated" : "");
 	int sig = loop_run(l);
 	if (sig < 0) {
 		log_error(0, "event loop: %s", strerror(errno));
@@ -462,9 +482,38 @@ static int run_half(const struct opts *o, uint32_t control_port)
 	log_info(0, "qproxy %s stopping on signal %d", cmd, sig);
 	rc = EXIT_OK;
 out:
+	status_free(st);
 	control_free(ctl);
 	proxy_free(px);
 	loop_free(l);
+	return rc;
+}
+
+static int run_half(const struct opts *o, uint32_t control_port)
+{
+	bool host = o->cmd == CMD_HOST;
+	struct proxy_opts po = {.role = host ? PROXY_HOST : PROXY_ENCLAVE, .family = o->family};
+	uint32_t self_cid;
+	char err[512];
+	struct config c;
+
+	int rc = half_cids(o, &po, &self_cid);
+	if (rc >= 0)
+		return rc;
+	if (!o->config)
+		return usage_error(cmd_names[o->cmd], "%s",
+				   "no configuration file given: use --config FILE");
+	if (load_config(o, control_port, &c) != 0) {
+		config_free(&c);
+		return EXIT_CONFIG;
+	}
+	if (log_setup(&c, host, err, sizeof(err)) != 0 ||
+	    process_setup(o, self_cid, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		rc = EXIT_RUNTIME;
+	} else {
+		rc = run(o, &c, &po, control_port);
+	}
 	config_free(&c);
 	return rc;
 }
@@ -513,7 +562,7 @@ int main(int argc, char **argv)
 	o.vsock_dir = env_or(o.vsock_dir, "QPROXY_VSOCK_DIR");
 	o.status_socket = env_or(o.status_socket, "QPROXY_STATUS_SOCKET");
 	if (!o.status_socket)
-		o.status_socket = CONTROL_STATUS_PATH;
+		o.status_socket = STATUS_PATH_DEFAULT;
 	if (o.cmd == CMD_HOST)
 		o.cid = env_or(o.cid, "QPROXY_LISTEN_CID");
 	if (o.cmd == CMD_ENCLAVE) {

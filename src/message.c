@@ -8,9 +8,33 @@
 
 #include "cbor.h"
 
-enum { K_TYPE, K_PROTO, K_VERSION, K_ROLE, K_RULES, K_LEVEL, K_TEXT, K_SEQ, K_STATS };
+enum {
+	K_TYPE,
+	K_PROTO,
+	K_VERSION,
+	K_ROLE,
+	K_RULES,
+	K_LEVEL,
+	K_TEXT,
+	K_SEQ,
+	K_STATS,
+	K_CID,
+	K_CONNECTED,
+	K_PEER_VERSION,
+	K_PEER_STATS,
+};
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
 enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN };
+
+/*
+ * A status reply holds the rules (within a HELLO's MSG_MAX, which the config check
+ * ensures) and two counters per rule: each a 6-pair map of a key byte and a uint of at
+ * most 9 bytes, under an array head of at most 3 bytes (MSG_MAX_RULES < 65536).
+ */
+#define STAT_MAX (1 + 6 * (1 + 9))
+_Static_assert(MSG_STATUS_MAX >=
+		   MSG_MAX + 2 * (1 + 3 + MSG_MAX_RULES * STAT_MAX) + 2 * MSG_VERSION_MAX + 64,
+	       "a status reply may not fit in MSG_STATUS_MAX");
 
 /* A message is a map of maps in an array in a map: deeper is not ours. */
 #define MSG_DEPTH 4
@@ -43,13 +67,55 @@ static void put_rule(struct cbor_enc *e, const struct rule *r)
 
 static void put_stat(struct cbor_enc *e, const struct msg_stat *s)
 {
-	const uint64_t v[] = {s->vsock_port, s->open, s->total, s->failed, s->bytes_up, s->bytes_down};
+	const uint64_t v[] = {s->vsock_port, s->open,	  s->total,
+			      s->failed,     s->bytes_up, s->bytes_down};
 
 	cbor_put_map(e, 6);
 	for (unsigned k = 0; k < 6; k++) {
 		cbor_put_uint(e, k);
 		cbor_put_uint(e, v[k]);
 	}
+}
+
+static void put_rules(struct cbor_enc *e, const struct rule *rules, size_t n)
+{
+	cbor_put_array(e, n);
+	for (size_t i = 0; i < n; i++)
+		put_rule(e, &rules[i]);
+}
+
+static void put_stats(struct cbor_enc *e, const struct msg_stat *stats, size_t n)
+{
+	cbor_put_array(e, n);
+	for (size_t i = 0; i < n; i++)
+		put_stat(e, &stats[i]);
+}
+
+size_t msg_rule_size(const struct rule *r)
+{
+	uint8_t buf[CONFIG_STR_MAX + 64];
+	struct cbor_enc e;
+
+	cbor_enc_init(&e, buf, sizeof(buf));
+	put_rule(&e, r);
+	return cbor_enc_done(&e);
+}
+
+size_t msg_hello_size(const struct rule *rules, size_t n)
+{
+	struct msg m = {.type = MSG_HELLO, .proto = UINT32_MAX, .role = 1};
+	uint8_t buf[MSG_VERSION_MAX + 64];
+	struct cbor_enc e;
+
+	memset(m.version, 'v', sizeof(m.version) - 1);
+	/* The HELLO without its rules, and the array's head grown to hold n of them. */
+	size_t size = msg_encode(&m, buf, sizeof(buf)) - 1;
+	cbor_enc_init(&e, buf, sizeof(buf));
+	cbor_put_array(&e, n);
+	size += cbor_enc_done(&e);
+	for (size_t i = 0; i < n; i++)
+		size += msg_rule_size(&rules[i]);
+	return size;
 }
 
 size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
@@ -69,9 +135,7 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		cbor_put_uint(&e, K_ROLE);
 		cbor_put_uint(&e, m->role);
 		cbor_put_uint(&e, K_RULES);
-		cbor_put_array(&e, m->nrules);
-		for (size_t i = 0; i < m->nrules; i++)
-			put_rule(&e, &m->rules[i]);
+		put_rules(&e, m->rules, m->nrules);
 		break;
 	case MSG_LOG:
 		cbor_put_map(&e, 3);
@@ -92,9 +156,28 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		cbor_put_uint(&e, m->seq);
 		if (m->type == MSG_STATS) {
 			cbor_put_uint(&e, K_STATS);
-			cbor_put_array(&e, m->nstats);
-			for (size_t i = 0; i < m->nstats; i++)
-				put_stat(&e, &m->stats[i]);
+			put_stats(&e, m->stats, m->nstats);
+		}
+		break;
+	case MSG_STATUS:
+		cbor_put_map(&e, m->has_peer_stats ? 8 : 7);
+		cbor_put_uint(&e, K_TYPE);
+		cbor_put_uint(&e, m->type);
+		cbor_put_uint(&e, K_VERSION);
+		cbor_put_cstr(&e, m->version);
+		cbor_put_uint(&e, K_CID);
+		cbor_put_uint(&e, m->cid);
+		cbor_put_uint(&e, K_CONNECTED);
+		cbor_put_bool(&e, m->connected);
+		cbor_put_uint(&e, K_PEER_VERSION);
+		cbor_put_cstr(&e, m->peer_version);
+		cbor_put_uint(&e, K_RULES);
+		put_rules(&e, m->rules, m->nrules);
+		cbor_put_uint(&e, K_STATS);
+		put_stats(&e, m->stats, m->nstats);
+		if (m->has_peer_stats) {
+			cbor_put_uint(&e, K_PEER_STATS);
+			put_stats(&e, m->peer_stats, m->npeer_stats);
 		}
 		break;
 	default:
@@ -131,6 +214,18 @@ static bool get_uint(struct rd *r, const char *what, uint64_t max, uint64_t *v)
 		return fail(r, "%s: expected an unsigned integer up to %llu", what,
 			    (unsigned long long)max);
 	*v = it.u;
+	return true;
+}
+
+static bool get_bool(struct rd *r, const char *what, bool *v)
+{
+	struct cbor_item it;
+
+	if (!cbor_next(&r->d, &it))
+		return fail(r, "%s: %s", what, cbor_strerror(r->d.err));
+	if (it.type != CBOR_BOOL)
+		return fail(r, "%s: expected true or false", what);
+	*v = it.b;
 	return true;
 }
 
@@ -190,7 +285,7 @@ static bool get_rule(struct rd *r, struct rule *out)
 		case R_ENCLAVE_PORT:
 		case R_TCP_PORT:
 			ok = get_uint(r, "port", UINT16_MAX, &v);
-			*(k == R_HOST_PORT      ? &out->host_port
+			*(k == R_HOST_PORT	? &out->host_port
 			  : k == R_ENCLAVE_PORT ? &out->enclave_port
 						: &out->tcp_port) = (uint16_t)v;
 			break;
@@ -225,8 +320,8 @@ static bool get_rule(struct rd *r, struct rule *out)
 static bool get_stat(struct rd *r, struct msg_stat *out)
 {
 	uint64_t n, k, v;
-	uint64_t *fields[] = {NULL, &out->open, &out->total, &out->failed, &out->bytes_up,
-			      &out->bytes_down};
+	uint64_t *fields[] = {NULL,	    &out->open,	    &out->total,
+			      &out->failed, &out->bytes_up, &out->bytes_down};
 
 	if (!get_container(r, "stat", CBOR_MAP, 64, &n))
 		return false;
@@ -319,8 +414,8 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 			m->role = (unsigned)v;
 			break;
 		case K_RULES:
-			ok = get_array(&r, "rules", sizeof(*m->rules), (void **)&m->rules, &m->nrules,
-				       get_rule_v);
+			ok = get_array(&r, "rules", sizeof(*m->rules), (void **)&m->rules,
+				       &m->nrules, get_rule_v);
 			break;
 		case K_LEVEL:
 			ok = get_uint(&r, "level", 5, &v);
@@ -333,8 +428,23 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 			ok = get_uint(&r, "seq", UINT64_MAX, &m->seq);
 			break;
 		case K_STATS:
-			ok = get_array(&r, "stats", sizeof(*m->stats), (void **)&m->stats, &m->nstats,
-				       get_stat_v);
+			ok = get_array(&r, "stats", sizeof(*m->stats), (void **)&m->stats,
+				       &m->nstats, get_stat_v);
+			break;
+		case K_CID:
+			ok = get_uint(&r, "cid", UINT32_MAX, &v);
+			m->cid = (uint32_t)v;
+			break;
+		case K_CONNECTED:
+			ok = get_bool(&r, "connected", &m->connected);
+			break;
+		case K_PEER_VERSION:
+			ok = get_text(&r, "peer version", m->peer_version, sizeof(m->peer_version));
+			break;
+		case K_PEER_STATS:
+			ok = get_array(&r, "peer stats", sizeof(*m->peer_stats),
+				       (void **)&m->peer_stats, &m->npeer_stats, get_stat_v);
+			m->has_peer_stats = ok;
 			break;
 		default:
 			ok = skip(&r);
@@ -352,7 +462,9 @@ void msg_free(struct msg *m)
 {
 	free(m->rules);
 	free(m->stats);
+	free(m->peer_stats);
 	m->rules = NULL;
-	m->stats = NULL;
-	m->nrules = m->nstats = 0;
+	m->stats = m->peer_stats = NULL;
+	m->nrules = m->nstats = m->npeer_stats = 0;
+	m->has_peer_stats = false;
 }

@@ -1,6 +1,7 @@
 #ifndef QPROXY_MESSAGE_H
 #define QPROXY_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,13 +18,20 @@
 #define MSG_MAX_RULES 1024
 #define MSG_TEXT_MAX 1024
 #define MSG_VERSION_MAX 32
+/*
+ * The status socket's reply, which carries the rules (at most what a HELLO holds)
+ * and two counters per rule: it is not framed, and may be larger than a frame.
+ */
+#define MSG_STATUS_MAX (4 * MSG_MAX)
 
 enum msg_type {
-	MSG_HELLO = 1,     /* version, proto, role, rules: sent by each side when the link comes up */
-	MSG_LOG = 2,       /* enclave -> host: one log line */
+	MSG_HELLO = 1, /* version, proto, role, rules: sent by each side when the link comes up */
+	MSG_LOG = 2,   /* enclave -> host: one log line */
 	MSG_HEARTBEAT = 3, /* both ways, every few seconds */
 	MSG_STATS_REQ = 4, /* host -> enclave: seq */
-	MSG_STATS = 5,     /* enclave -> host: seq, one entry per rule */
+	MSG_STATS = 5,	   /* enclave -> host: seq, one entry per rule */
+	/* The host half's answer on its status socket, never on the link. */
+	MSG_STATUS = 6, /* version, cid, connected, peer_version, rules, stats, peer_stats */
 };
 
 struct msg_stat {
@@ -40,10 +48,26 @@ struct msg {
 	size_t nrules;
 	unsigned level; /* LOG */
 	char text[MSG_TEXT_MAX];
-	uint64_t seq; /* HEARTBEAT, STATS_REQ, STATS */
-	struct msg_stat *stats; /* STATS; allocated by msg_decode */
+	uint64_t seq;		/* HEARTBEAT, STATS_REQ, STATS */
+	struct msg_stat *stats; /* STATS; STATUS: the host half's, one per rule; by msg_decode */
 	size_t nstats;
+	uint32_t cid;			    /* STATUS: the enclave's CID */
+	bool connected;			    /* STATUS: the enclave half is linked */
+	char peer_version[MSG_VERSION_MAX]; /* STATUS: its version, "" when not linked */
+	/* STATUS: the enclave half's counters, one per rule, when it answered in time. */
+	bool has_peer_stats;
+	struct msg_stat *peer_stats; /* allocated by msg_decode */
+	size_t npeer_stats;
 };
+
+/*
+ * The bytes a HELLO carrying these rules takes, at most (with the longest version
+ * string): a config whose HELLO exceeds MSG_MAX, or which has more than
+ * MSG_MAX_RULES rules, cannot cross the link, and must not pass the config check.
+ * msg_rule_size() is one rule's share.
+ */
+size_t msg_hello_size(const struct rule *rules, size_t n);
+size_t msg_rule_size(const struct rule *r);
 
 /* The CBOR of m into buf; its length, or 0 when it does not fit. */
 size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap);

@@ -109,6 +109,22 @@ int net_unix_claim(const struct sockaddr_un *sun)
 	return 0;
 }
 
+int net_unix_addr(struct sockaddr_un *sun, const char *what, const char *path, char *err,
+		  size_t errlen)
+{
+	size_t len = strlen(path);
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (len >= sizeof(sun->sun_path)) {
+		snprintf(err, errlen, "%s %s: path too long (%zu bytes, at most %zu)", what, path,
+			 len, sizeof(sun->sun_path) - 1);
+		return -1;
+	}
+	memcpy(sun->sun_path, path, len + 1);
+	return 0;
+}
+
 int net_listen_vsock(uint32_t port, char *err, size_t errlen)
 {
 	char what[160];
@@ -206,11 +222,60 @@ int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len)
 	return fd;
 }
 
+int net_accept_or_pause(struct loop *l, int lfd, struct sockaddr_storage *peer, socklen_t *len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int fd = net_accept(lfd, peer ? peer : &ss, len ? len : &sslen);
+
+	if (fd >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED ||
+	    errno == EPROTO)
+		return fd;
+	int e = errno;
+	loop_pause(l, lfd, NET_ACCEPT_PAUSE_MS);
+	errno = e;
+	return -1;
+}
+
 bool net_vsock_peer_ok(const struct sockaddr *sa, uint32_t cid)
 {
 	if (sa->sa_family != AF_VSOCK)
 		return true;
 	return ((const struct sockaddr_vm *)sa)->svm_cid == cid;
+}
+
+socklen_t net_ip_literal(const char *s, uint16_t port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		return sizeof(*sin);
+	}
+	if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		return sizeof(*sin6);
+	}
+	return 0;
+}
+
+bool net_is_ip_literal(const char *s)
+{
+	struct sockaddr_storage ss;
+
+	return net_ip_literal(s, 0, &ss) != 0;
+}
+
+const char *net_ipv4_str(uint32_t addr, char buf[NET_IPV4_LEN])
+{
+	snprintf(buf, NET_IPV4_LEN, "%u.%u.%u.%u", (unsigned)(addr >> 24),
+		 (unsigned)(addr >> 16 & 0xff), (unsigned)(addr >> 8 & 0xff),
+		 (unsigned)(addr & 0xff));
+	return buf;
 }
 
 const char *net_addr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)

@@ -13,13 +13,12 @@
 #include "net.h"
 #include "relay.h"
 #include "resolve.h"
+#include "util.h"
 
 /* Per address tried: a blackholed first address must not cost the whole connection. */
 #define CONNECT_TIMEOUT_MS 5000
 /* An emulated vsock listener with a full backlog says EAGAIN: retry this often. */
 #define CONNECT_RETRY_MS 10
-/* Out of fds or memory: stop accepting this long instead of spinning on a ready listener. */
-#define ACCEPT_PAUSE_MS 100
 #define ACCEPT_BATCH 64
 
 enum target { TARGET_VSOCK, TARGET_LOCAL_TCP, TARGET_NAME };
@@ -27,8 +26,8 @@ enum target { TARGET_VSOCK, TARGET_LOCAL_TCP, TARGET_NAME };
 struct listener {
 	struct proxy *px;
 	const struct rule *rule;
-	char label[48];
-	char address[INET_ADDRSTRLEN]; /* enclave, outbound: where it listens */
+	char label[CONFIG_RULE_NAME_LEN];
+	char address[NET_IPV4_LEN]; /* enclave, outbound: where it listens */
 	bool vsock; /* listens on vsock, so peers are checked by CID */
 	enum target target;
 	int fd;
@@ -71,7 +70,7 @@ static void listener_pause(struct listener *ln, const char *what, int err);
 
 static void conn_free(struct loop_defer *d)
 {
-	struct conn *c = (struct conn *)((char *)d - offsetof(struct conn, free_d));
+	struct conn *c = container_of(d, struct conn, free_d);
 
 	if (c->prev)
 		c->prev->next = c->next;
@@ -140,7 +139,7 @@ static void conn_fail(struct conn *c, const char *what, int err)
 
 static void conn_done(struct relay *r)
 {
-	struct conn *c = (struct conn *)r;
+	struct conn *c = container_of(r, struct conn, relay);
 	struct listener *ln = c->ln;
 	int64_t ms = loop_now() - c->start;
 
@@ -211,7 +210,7 @@ static void on_connect_io(struct loop *l, int fd, short rev, void *arg)
 
 static void on_conn_timer(struct loop *l, struct loop_timer *t)
 {
-	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+	struct conn *c = container_of(t, struct conn, timer);
 
 	(void)l;
 	if (c->state == CONN_CONNECTING && c->sfd < 0)
@@ -294,30 +293,6 @@ static void on_resolved(void *arg, struct addrinfo *ai, int gai_err)
 	conn_attempt(c);
 }
 
-/* Is name an IP literal? Then it goes straight to connect, never to the resolver. */
-static bool literal_addr(const char *name, uint16_t port, struct addrinfo *out,
-			 struct sockaddr_storage *ss)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, name, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		out->ai_addrlen = sizeof(*sin);
-	} else if (inet_pton(AF_INET6, name, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		out->ai_addrlen = sizeof(*sin6);
-	} else {
-		return false;
-	}
-	out->ai_addr = (struct sockaddr *)ss;
-	return true;
-}
-
 static void conn_start(struct listener *ln, int fd, const struct sockaddr_storage *peer, socklen_t plen)
 {
 	struct proxy *px = ln->px;
@@ -357,7 +332,10 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
 		break;
 	}
 	snprintf(c->far, sizeof(c->far), "%s:%u", r->hostname, r->tcp_port);
-	if (literal_addr(r->hostname, r->tcp_port, &c->lit, &c->lit_ss)) {
+	socklen_t len = net_ip_literal(r->hostname, r->tcp_port, &c->lit_ss);
+	if (len > 0) {
+		c->lit.ai_addr = (struct sockaddr *)&c->lit_ss;
+		c->lit.ai_addrlen = len;
 		c->cur = &c->lit;
 		conn_attempt(c);
 		return;
@@ -368,6 +346,18 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
 		conn_fail(c, "resolve", errno);
 }
 
+/* Say that ln is paused, once in a while: each pause is short, the trouble may last. */
+static void listener_paused(struct listener *ln, const char *what, int err)
+{
+	int64_t now = loop_now();
+
+	if (now - ln->last_pause_log >= 10000) {
+		log_warn(0, "%s: %s: %s; pausing accepts for %d ms", ln->label, what, strerror(err),
+			 NET_ACCEPT_PAUSE_MS);
+		ln->last_pause_log = now;
+	}
+}
+
 /*
  * Out of fds or memory: stop taking new clients for a while. Those waiting in
  * the listen queue stay there, to be served when fds free up, rather than be
@@ -375,32 +365,24 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
  */
 static void listener_pause(struct listener *ln, const char *what, int err)
 {
-	int64_t now = loop_now();
-
-	if (now - ln->last_pause_log >= 10000) {
-		log_warn(0, "%s: %s: %s; pausing accepts for %d ms", ln->label, what, strerror(err),
-			 ACCEPT_PAUSE_MS);
-		ln->last_pause_log = now;
-	}
-	loop_pause(ln->px->loop, ln->fd, ACCEPT_PAUSE_MS);
+	loop_pause(ln->px->loop, ln->fd, NET_ACCEPT_PAUSE_MS);
+	listener_paused(ln, what, err);
 }
 
 static void on_accept(struct loop *l, int fd, short rev, void *arg)
 {
 	struct listener *ln = arg;
 
-	(void)l, (void)rev;
+	(void)rev;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage peer;
 		socklen_t plen;
-		int cfd = net_accept(fd, &peer, &plen);
+		int cfd = net_accept_or_pause(l, fd, &peer, &plen);
 		if (cfd < 0) {
 			if (errno == ECONNABORTED || errno == EPROTO)
 				continue; /* that client is gone; the next may be waiting */
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener stays ready, so poll would spin. */
-			listener_pause(ln, "accept", errno);
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				listener_paused(ln, "accept", errno);
 			return;
 		}
 		if (ln->vsock && !net_vsock_peer_ok((struct sockaddr *)&peer, ln->px->opts.peer_cid)) {
@@ -437,17 +419,15 @@ struct proxy *proxy_new(struct loop *l, const struct config *c, const struct pro
 		ln->rule = r;
 		ln->fd = -1;
 		ln->last_pause_log = -10000;
+		config_rule_name(r, ln->label, sizeof(ln->label));
 		if (r->dir == RULE_INBOUND) {
-			snprintf(ln->label, sizeof(ln->label), "inbound %u", r->host_port);
 			ln->vsock = !host;
 			ln->target = host ? TARGET_VSOCK : TARGET_LOCAL_TCP;
 		} else {
-			snprintf(ln->label, sizeof(ln->label), "outbound %u", r->vsock_port);
 			ln->vsock = host;
 			ln->target = host ? TARGET_NAME : TARGET_VSOCK;
-			struct in_addr a = {htonl(r->enclave_address ? r->enclave_address
-								     : INADDR_LOOPBACK)};
-			inet_ntop(AF_INET, &a, ln->address, sizeof(ln->address));
+			net_ipv4_str(r->enclave_address ? r->enclave_address : INADDR_LOOPBACK,
+				     ln->address);
 		}
 	}
 	return px;

@@ -3,10 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "util.h"
 
 /*
  * Drained buffers and empty kernel pipes go back to small free lists: a busy
@@ -243,7 +244,7 @@ static void relay_update(struct relay *r)
 
 static void relay_finish(struct loop_defer *d)
 {
-	struct relay *r = (struct relay *)((char *)d - offsetof(struct relay, defer));
+	struct relay *r = container_of(d, struct relay, defer);
 
 	r->on_done(r);
 }

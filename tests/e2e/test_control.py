@@ -17,6 +17,18 @@ def echo_once(port, payload):
     assert harness.echo(port, payload) == payload
 
 
+def linked_halves(qp):
+    """Both halves, linked, with one inbound rule to an echo server in the enclave.
+    Returns (host_port, config, host, enclave)."""
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    qp.server("echo", 6000)
+    enclave = qp.enclave(cfg)
+    host = qp.host(cfg)
+    qp.wait_linked(host)
+    return hp, cfg, host, enclave
+
+
 def test_mismatched_configs_are_named_on_both_sides(qp):
     host_cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)],
                          outbound=[("127.0.0.1", 9001, 7000)], name="host.toml")
@@ -66,8 +78,8 @@ def test_enclave_log_reaches_the_host_even_when_written_while_it_was_away(qp, ne
                "the enclave half to log the refused connect")
     host = qp.host(cfg)
     qp.wait_linked(host)
-    wait_until(lambda: re.search(r"WARN  \[enclave\] c1 outbound 9001: .* connect: Connection "
-                                 r"refused", host.stderr()), 5,
+    wait_until(lambda: re.search(r"WARN  \[enclave\] c1 outbound 127\.0\.0\.1:%d: .* connect: "
+                                 r"Connection refused" % port, host.stderr()), 5,
                "the line kept while the host was away to arrive")
     # Lines written while the link is up arrive too.
     qp.server("echo", port, in_netns=False)
@@ -76,8 +88,9 @@ def test_enclave_log_reaches_the_host_even_when_written_while_it_was_away(qp, ne
         s.sendall(b"hi")
         s.shutdown(socket.SHUT_WR)
         assert recv_all(s) == b"hi"
-    wait_until(lambda: re.search(r"INFO  \[enclave\] c2 outbound 9001: closed; 2 bytes up, "
-                                 r"2 down", host.stderr()), 5, "the enclave's close line")
+    wait_until(lambda: re.search(r"INFO  \[enclave\] c2 outbound 127\.0\.0\.1:%d: closed; "
+                                 r"2 bytes up, 2 down" % port, host.stderr()), 5,
+               "the enclave's close line")
     # Every host line, the enclave's too, starts with its time.
     for line in host.stderr().splitlines():
         assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", line), line
@@ -88,12 +101,7 @@ def status(qp, name="host"):
 
 
 def test_status_counts_match_the_traffic(qp):
-    hp = free_tcp_port()
-    cfg = qp.config(inbound=[(hp, 6000, 9000)])
-    qp.server("echo", 6000)
-    qp.enclave(cfg)
-    host = qp.host(cfg)
-    qp.wait_linked(host)
+    hp, _, _, _ = linked_halves(qp)
     for n in (1000, 2345, 7):
         echo_once(hp, b"z" * n)
     # The counters are read after each connection has closed, so poll until they settle.
@@ -115,6 +123,20 @@ def test_status_without_a_host_half_fails(qp):
     assert "qproxy: error: no host half answers at" in r.stderr
 
 
+def test_status_socket_dirs_are_created_several_levels_deep(qp, tmp_path):
+    # As in a tiny-init enclave or a minimal host without /run: no dir on the way exists.
+    sock = tmp_path / "run" / "qp" / "x" / "host.sock"
+    cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)])
+    host = qp.host(cfg, env={"QPROXY_STATUS_SOCKET": str(sock)})
+    host.wait_unix(sock)
+    r = harness.run([qp.binary, "status", "--status-socket", str(sock)])
+    assert r.returncode == 0, r.stderr + host.stderr()
+    assert "enclave half: not connected" in r.stdout
+    assert "no qproxy status" not in host.stderr()
+    assert oct(harness.os.stat(sock.parent).st_mode & 0o777) == "0o700"
+    assert oct(harness.os.stat(sock).st_mode & 0o777) == "0o600"
+
+
 def test_status_says_when_the_enclave_half_is_absent(qp):
     cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)])
     qp.host(cfg)
@@ -126,12 +148,7 @@ def test_status_says_when_the_enclave_half_is_absent(qp):
 
 
 def test_links_come_back_after_either_half_restarts(qp):
-    hp = free_tcp_port()
-    cfg = qp.config(inbound=[(hp, 6000, 9000)])
-    qp.server("echo", 6000)
-    enclave = qp.enclave(cfg)
-    host = qp.host(cfg)
-    qp.wait_linked(host)
+    hp, cfg, host, enclave = linked_halves(qp)
     # The enclave half goes and comes back: the host half notices both.
     enclave.stop()
     wait_until(lambda: "control: the enclave half is gone" in host.stderr(), 10,
@@ -351,5 +368,93 @@ def test_lines_past_the_ring_are_counted_not_lost_silently(qp, netns):
     kept = len(re.findall(r"\[enclave\] c\d+ outbound", host.stderr()))
     assert kept == 128, f"{kept} of the enclave's connection lines arrived, not the ring's 128"
     # The newest lines are the ones kept, and with the count nothing is unaccounted for.
-    assert "[enclave] c200 outbound 9001" in host.stderr()
+    assert "[enclave] c200 outbound 127.0.0.1:%d:" % port in host.stderr()
     assert int(m.group(1)) + kept == 200
+
+
+# A hostile or broken peer on the control port while the enclave half is linked: bytes that
+# are no frame, a frame cut short, or nothing at all.
+@pytest.mark.parametrize("send,dropped", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "protocol error: a message of"),
+    ((200).to_bytes(4, "big") + b"\xa2\x00\x01", "no hello for 6 s"),
+    (b"", "no hello for 6 s"),
+], ids=["garbage", "partial-frame", "nothing"])
+def test_a_hostile_peer_never_bumps_a_good_link(qp, send, dropped):
+    hp, _, host, _ = linked_halves(qp)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(qp.vsock_path(3, 6666)))  # where the host half's control port is emulated
+        if send:
+            s.sendall(send)
+        # While the peer is there, and after: the link stays, status says so, and the
+        # enclave's log lines keep arriving.
+        for n in (1, 2):
+            echo_once(hp, b"x" * n)
+            wait_until(lambda: len(re.findall(r"\[enclave\] c\d+ inbound %d: closed" % hp,
+                                              host.stderr())) == n, 5,
+                       f"the enclave's log line for connection {n}")
+            r = status(qp)
+            assert r.returncode == 0, r.stderr
+            assert "enclave half: connected" in r.stdout
+            assert "the enclave half is gone" not in host.stderr()
+            assert host.stderr().count("control: link to the enclave half up") == 1
+            if n == 1:
+                wait_until(lambda: f"before its hello: {dropped}" in host.stderr(), 10,
+                           f"the host half to drop the peer ({dropped})")
+                # Then EOF: the host half closed it, having sent its HELLO at most (garbage
+                # may be read and refused before the HELLO goes out), and nothing else.
+                got = recv_all(s)
+                assert got == b"" or len(got) == 4 + int.from_bytes(got[:4], "big"), got[:100]
+
+
+# Each half sends all its rules in one HELLO of at most 64 KiB and 1024 rules: check-config
+# refuses what does not fit, and whatever it accepts crosses the link.
+def outbound_rules(n, name_len):
+    return [(f"h{i:04d}." + "a" * (name_len - 6), 10000 + i, 20000 + i) for i in range(n)]
+
+
+def check_config(qp, cfg):
+    return harness.run([qp.binary, "check-config", str(cfg)])
+
+
+def assert_linked_with(qp, cfg, nrules):
+    enclave = qp.enclave(cfg, wait=False)
+    host = qp.host(cfg, wait=False)
+    qp.wait_linked(host, timeout=30)
+    for p in (host, enclave):
+        wait_until(lambda: f"half's rules match this one's ({nrules} rules)" in p.stderr(), 30,
+                   f"{p.name} to say the {nrules} rules match", watch=[p])
+    r = status(qp)
+    assert r.returncode == 0, r.stderr
+    assert "enclave half: connected" in r.stdout
+    assert host.stderr().count("control: link to the enclave half up") == 1
+    for p in (host, enclave):
+        assert "protocol error" not in p.stderr() and "cannot send our hello" not in p.stderr()
+
+
+@pytest.mark.timeout(120)
+def test_a_hello_over_64_kib_is_refused_and_the_largest_accepted_config_links(qp):
+    def fits(n):
+        r = check_config(qp, qp.config(outbound=outbound_rules(n, 186), name=f"long{n}.toml"))
+        return r.returncode == 0, r
+    # About 300 rules with long hostnames fill a HELLO: 1 fits, 400 does not.
+    assert fits(1)[0]
+    ok, r = fits(400)
+    assert not ok and r.returncode == 1
+    assert "the control channel carries a hello of at most 65536 bytes" in r.stderr
+    lo, hi = 1, 400
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid)[0] else (lo, mid)
+    assert_linked_with(qp, qp.config(outbound=outbound_rules(lo, 186)), lo)
+
+
+@pytest.mark.timeout(120)
+def test_more_than_1024_rules_are_refused_and_1024_link(qp):
+    r = check_config(qp, qp.config(outbound=outbound_rules(1025, 6)))
+    assert r.returncode == 1
+    assert r.stderr.endswith(": rule 1025 of 1025: the control channel carries at most 1024 "
+                             "rules\n"), r.stderr
+    cfg = qp.config(outbound=outbound_rules(1024, 6))
+    assert check_config(qp, cfg).returncode == 0
+    assert_linked_with(qp, cfg, 1024)

@@ -161,12 +161,13 @@ static void guide_reference_parses(void **state)
 
 	(void)state;
 	parse_ok(&c, guide_reference);
-	/* Its tcp_port 443 and enclave_port 443 would meet inside the enclave: a warning, not an error. */
+	/* Its tcp_port 443 and enclave_port 443 would meet inside the enclave: a warning, not an
+	 * error. */
 	assert_int_equal(c.nwarnings, 1);
-	assert_string_equal(c.warnings[0],
-			    "cfg.toml:4: warning: tcp_port 443 is also the enclave_port at line 18: "
-			    "the enclave half will listen on 127.0.0.1:443, where that rule's "
-			    "application must");
+	assert_string_equal(
+	    c.warnings[0], "cfg.toml:4: warning: tcp_port 443 is also the enclave_port at line 18: "
+			   "the enclave half will listen on 127.0.0.1:443, where that rule's "
+			   "application must");
 	assert_int_equal(c.nrules, 4);
 	assert_int_equal(c.rules[0].dir, RULE_OUTBOUND);
 	assert_string_equal(c.rules[0].hostname, "api.myservice.com");
@@ -767,6 +768,66 @@ static void no_rules(void **state)
 		      "[[outbound_connections]]");
 }
 
+/* n outbound rules, each with a hostname of len bytes (at least 6): 4 lines a rule. */
+static char *outbound_rules(size_t n, size_t len)
+{
+	size_t cap = n * (len + 128) + 1, off = 0;
+	char *text = malloc(cap), pad[CONFIG_STR_MAX];
+
+	assert_non_null(text);
+	memset(pad, 'a', len - 5);
+	pad[len - 5] = '\0';
+	for (size_t i = 0; i < n; i++)
+		off += (size_t)snprintf(
+		    text + off, cap - off,
+		    OUT "hostname = \"h%04zu%s\"\nvsock_port = %zu\ntcp_port = %zu\n", i, pad,
+		    10000 + i, 20000 + i);
+	return text;
+}
+
+/*
+ * A config the control link cannot carry must not load: more rules than a HELLO may
+ * hold, or rules whose HELLO outgrows a frame. One rule fewer loads.
+ */
+static void link_limits(void **state)
+{
+	struct config c;
+
+	(void)state;
+	char *text = outbound_rules(1025, 8);
+	EXPECT_ERRORS(text, "cfg.toml:4097: rule 1025 of 1025: the control channel carries at "
+			    "most 1024 rules");
+	free(text);
+	text = outbound_rules(1024, 8);
+	parse_ok(&c, text);
+	assert_int_equal(c.nrules, 1024);
+	config_free(&c);
+	free(text);
+
+	/* About 300 rules with long hostnames: the rule that crosses 64 KiB is named. */
+	text = outbound_rules(330, 180);
+	assert_int_equal(parse(&c, text), -1);
+	assert_int_equal(c.nerrors, 1);
+	int line;
+	size_t at, total;
+	assert_int_equal(sscanf(c.errors[0],
+				"cfg.toml:%d: the control channel carries a hello of at most 65536 "
+				"bytes: the rules up to this one make it %zu (all 330 rules: %zu); "
+				"use fewer rules or shorter hostnames",
+				&line, &at, &total),
+			 3);
+	assert_true(at > 65536 && at < total);
+	config_free(&c);
+	free(text);
+	size_t fit = (size_t)(line - 1) / 4; /* the rules before that one */
+	assert_true(fit > 250 && fit < 330);
+	text = outbound_rules(fit, 180);
+	parse_ok(&c, text);
+	assert_int_equal(c.nrules, fit);
+	config_free(&c);
+	free(text);
+}
+
 static void cannot_open(void **state)
 {
 	struct config c;
@@ -886,7 +947,8 @@ static void long_lines(void **state)
 	struct config c;
 
 	(void)state;
-	/* hostname="xxx...x": key and value of exactly 199 bytes are fine, and so is the next line. */
+	/* hostname="xxx...x": key and value of exactly 199 bytes are fine, and so is the next line.
+	 */
 	memset(value, 'x', 188);
 	value[188] = '\0';
 	snprintf(text, sizeof(text), OUT "hostname=\"%s\"\nvsock_port = 1\ntcp_port = 2\n", value);
@@ -896,8 +958,8 @@ static void long_lines(void **state)
 	config_free(&c);
 
 	/* Blanks around "=" and a trailing comment do not count: inih never sees them. */
-	snprintf(text, sizeof(text), OUT "hostname   =   \"%s\"   # %s\nvsock_port = 1\ntcp_port = 2\n",
-		 value, value);
+	snprintf(text, sizeof(text),
+		 OUT "hostname   =   \"%s\"   # %s\nvsock_port = 1\ntcp_port = 2\n", value, value);
 	parse_ok(&c, text);
 	assert_int_equal(strlen(c.rules[0].hostname), 188);
 	config_free(&c);
@@ -1106,7 +1168,8 @@ static void print_round_trip(void **state)
 	char text[512], name[200];
 	memset(name, 'n', 180);
 	name[180] = '\0';
-	snprintf(text, sizeof(text), OUT "hostname = \"%s\"\nvsock_port = 7777\ntcp_port = 443\n", name);
+	snprintf(text, sizeof(text), OUT "hostname = \"%s\"\nvsock_port = 7777\ntcp_port = 443\n",
+		 name);
 	round_trip(text);
 }
 
@@ -1243,6 +1306,7 @@ int main(void)
 	    cmocka_unit_test(tcp_port_may_be_enclave_port),
 	    cmocka_unit_test(shared_ports_are_fine),
 	    cmocka_unit_test(enclave_address),
+	    cmocka_unit_test(link_limits),
 	    cmocka_unit_test(enclave_address_bad),
 	    cmocka_unit_test(tcp_port_per_address),
 	    cmocka_unit_test(enclave_port_warning_only_at_loopback),

@@ -1,4 +1,5 @@
-/* Control messages: every type round-trips, hostile bytes are refused, and config differences are named. */
+/* Control messages: every type round-trips, hostile bytes are refused, and config differences are
+ * named. */
 // clang-format off
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,23 +13,23 @@
 #include <string.h>
 
 #include "cbor.h"
-#include "control.h"
 #include "message.h"
 
 static uint8_t buf[MSG_MAX];
 
 static void collect(void *arg, const char *line);
+static void expect_refused(const uint8_t *p, size_t n, const char *want);
 
 static struct rule in_rule(uint32_t vsock, uint16_t host, uint16_t enclave)
 {
-	return (struct rule){.dir = RULE_INBOUND, .vsock_port = vsock, .host_port = host,
-			     .enclave_port = enclave};
+	return (struct rule){
+	    .dir = RULE_INBOUND, .vsock_port = vsock, .host_port = host, .enclave_port = enclave};
 }
 
 static struct rule out_rule(uint32_t vsock, const char *name, uint16_t port, uint32_t addr)
 {
-	struct rule r = {.dir = RULE_OUTBOUND, .vsock_port = vsock, .tcp_port = port,
-			 .enclave_address = addr};
+	struct rule r = {
+	    .dir = RULE_OUTBOUND, .vsock_port = vsock, .tcp_port = port, .enclave_address = addr};
 	snprintf(r.hostname, sizeof(r.hostname), "%s", name);
 	return r;
 }
@@ -46,8 +47,10 @@ static void decode_ok(size_t n, struct msg *m)
 
 static void hello_round_trip(void **state)
 {
-	struct rule rules[] = {in_rule(9000, 80, 8080), out_rule(7777, "api.example.com", 443, 0x7f000002)};
-	struct msg m = {.type = MSG_HELLO, .proto = MSG_PROTO, .role = 1, .rules = rules, .nrules = 2};
+	struct rule rules[] = {in_rule(9000, 80, 8080),
+			       out_rule(7777, "api.example.com", 443, 0x7f000002)};
+	struct msg m = {
+	    .type = MSG_HELLO, .proto = MSG_PROTO, .role = 1, .rules = rules, .nrules = 2};
 	struct msg d;
 
 	(void)state;
@@ -97,6 +100,70 @@ static void other_types_round_trip(void **state)
 		assert_int_equal(d.seq, 1u << 31);
 		msg_free(&d);
 	}
+}
+
+static void assert_stat_equal(const struct msg_stat *a, const struct msg_stat *b)
+{
+	assert_int_equal(a->vsock_port, b->vsock_port);
+	assert_int_equal(a->open, b->open);
+	assert_int_equal(a->total, b->total);
+	assert_int_equal(a->failed, b->failed);
+	assert_int_equal(a->bytes_up, b->bytes_up);
+	assert_int_equal(a->bytes_down, b->bytes_down);
+}
+
+/* The status socket's reply: the rules, this half's counters, the enclave's when it answered. */
+static void status_round_trip(void **state)
+{
+	struct rule rules[] = {in_rule(9000, 80, 8080),
+			       out_rule(7777, "api.example.com", 443, 0x7f000002)};
+	struct msg_stat host[2] = {{9000, 1, 2, 3, 4, 5}, {7777, 0, UINT64_MAX, 0, 1ull << 40, 7}};
+	struct msg_stat encl[2] = {{9000, 6, 7, 8, 9, 10}, {7777, 0, 0, 0, 0, 0}};
+	struct msg m = {.type = MSG_STATUS,
+			.cid = 4,
+			.connected = true,
+			.rules = rules,
+			.nrules = 2,
+			.stats = host,
+			.nstats = 2,
+			.has_peer_stats = true,
+			.peer_stats = encl,
+			.npeer_stats = 2};
+	struct msg d;
+
+	(void)state;
+	strcpy(m.version, "0.1.0");
+	strcpy(m.peer_version, "0.0.9");
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.type, MSG_STATUS);
+	assert_string_equal(d.version, "0.1.0");
+	assert_int_equal(d.cid, 4);
+	assert_true(d.connected);
+	assert_string_equal(d.peer_version, "0.0.9");
+	assert_int_equal(d.nrules, 2);
+	assert_string_equal(d.rules[1].hostname, "api.example.com");
+	assert_int_equal(d.nstats, 2);
+	assert_true(d.has_peer_stats);
+	assert_int_equal(d.npeer_stats, 2);
+	for (size_t i = 0; i < 2; i++) {
+		assert_stat_equal(&d.stats[i], &host[i]);
+		assert_stat_equal(&d.peer_stats[i], &encl[i]);
+	}
+	msg_free(&d);
+
+	/* Without the enclave's counters, and not connected: no enclave rows at all. */
+	m.connected = false;
+	m.has_peer_stats = false;
+	m.peer_version[0] = '\0';
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_false(d.connected);
+	assert_false(d.has_peer_stats);
+	assert_null(d.peer_stats);
+	assert_int_equal(d.nstats, 2);
+	msg_free(&d);
+
+	/* "connected" is a boolean, nothing else. */
+	expect_refused((const uint8_t *)"\xa2\x00\x06\x0a\x01", 5, "connected");
 }
 
 /* A later version's keys, integer or text, are skipped; what we know still arrives. */
@@ -168,7 +235,7 @@ static void foreign_fields_dropped(void **state)
 	assert_int_equal(d.rules[1].host_port, 0);
 	/* Two rules equal in their own fields show no difference, whatever else was sent. */
 	struct rule mine[] = {in_rule(9000, 80, 0), out_rule(7777, "", 0, 0)};
-	assert_int_equal(control_diff(mine, 2, d.rules, 2, collect, NULL), 0);
+	assert_int_equal(config_diff(mine, 2, d.rules, 2, collect, NULL), 0);
 	msg_free(&d);
 }
 
@@ -188,10 +255,10 @@ static void expect_refused(const uint8_t *p, size_t n, const char *want)
 static void hostile_input_refused(void **state)
 {
 	(void)state;
-	expect_refused((const uint8_t *)"\xa1\x07", 2, "");                 /* truncated */
-	expect_refused((const uint8_t *)"\xa0", 1, "without a type");        /* no type */
-	expect_refused((const uint8_t *)"\x80", 1, "expected a map");        /* not a map */
-	expect_refused((const uint8_t *)"\xa1\x00\x61x", 4, "type");         /* type not a uint */
+	expect_refused((const uint8_t *)"\xa1\x07", 2, "");	      /* truncated */
+	expect_refused((const uint8_t *)"\xa0", 1, "without a type"); /* no type */
+	expect_refused((const uint8_t *)"\x80", 1, "expected a map"); /* not a map */
+	expect_refused((const uint8_t *)"\xa1\x00\x61x", 4, "type");  /* type not a uint */
 	/* 2^32 rules claimed in a few bytes: refused before anything is allocated. */
 	expect_refused((const uint8_t *)"\xa2\x00\x01\x04\x9a\xff\xff\xff\xff", 9, "");
 	/* A rule without a direction. */
@@ -226,38 +293,42 @@ static void collect(void *arg, const char *line)
 
 static void diff_names_each_difference(void **state)
 {
-	struct rule host[] = {in_rule(9000, 80, 80), out_rule(7777, "api.example.com", 443, 0x7f000001),
+	struct rule host[] = {in_rule(9000, 80, 80),
+			      out_rule(7777, "api.example.com", 443, 0x7f000001),
 			      in_rule(9001, 81, 81)};
-	struct rule encl[] = {in_rule(9000, 8080, 80), out_rule(7777, "api.other.com", 443, 0x7f000001),
+	struct rule encl[] = {in_rule(9000, 8080, 80),
+			      out_rule(7777, "api.other.com", 443, 0x7f000001),
 			      out_rule(7778, "new.example.com", 8443, 0x7f000002)};
 
 	(void)state;
 	nlines = 0;
-	assert_int_equal(control_diff(host, 3, host, 3, collect, NULL), 0);
-	assert_int_equal(control_diff(host, 3, encl, 3, collect, NULL), 4);
-	assert_string_equal(lines[0], "config mismatch: inbound rule vsock_port 9000 (host 0.0.0.0:80 -> "
-				      "enclave 127.0.0.1:80): host_port is 80 in the host's config, "
-				      "8080 in the enclave's");
-	assert_string_equal(lines[1], "config mismatch: outbound rule vsock_port 7777 (enclave "
-				      "127.0.0.1:443 -> api.example.com:443): hostname is "
-				      "\"api.example.com\" in the host's config, \"api.other.com\" in "
-				      "the enclave's");
-	assert_string_equal(lines[2], "config mismatch: the host has inbound rule vsock_port 9001 "
-				      "(host 0.0.0.0:81 -> enclave 127.0.0.1:81), the enclave does not");
-	assert_string_equal(lines[3], "config mismatch: the enclave has outbound rule vsock_port 7778 "
-				      "(enclave 127.0.0.2:8443 -> new.example.com:8443), the host does "
-				      "not");
+	assert_int_equal(config_diff(host, 3, host, 3, collect, NULL), 0);
+	assert_int_equal(config_diff(host, 3, encl, 3, collect, NULL), 4);
+	assert_string_equal(lines[0],
+			    "config mismatch: inbound rule vsock_port 9000 (host 0.0.0.0:80 -> "
+			    "enclave 127.0.0.1:80): host_port is 80 in the host's config, "
+			    "8080 in the enclave's");
+	assert_string_equal(lines[1],
+			    "config mismatch: outbound rule vsock_port 7777 (enclave "
+			    "127.0.0.1:443 -> api.example.com:443): hostname is "
+			    "\"api.example.com\" in the host's config, \"api.other.com\" in "
+			    "the enclave's");
+	assert_string_equal(lines[2],
+			    "config mismatch: the host has inbound rule vsock_port 9001 "
+			    "(host 0.0.0.0:81 -> enclave 127.0.0.1:81), the enclave does not");
+	assert_string_equal(lines[3],
+			    "config mismatch: the enclave has outbound rule vsock_port 7778 "
+			    "(enclave 127.0.0.2:8443 -> new.example.com:8443), the host does "
+			    "not");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(hello_round_trip),
-		cmocka_unit_test(other_types_round_trip),
-		cmocka_unit_test(unknown_keys_ignored),
-		cmocka_unit_test(foreign_fields_dropped),
-		cmocka_unit_test(hostile_input_refused),
-		cmocka_unit_test(diff_names_each_difference),
+	    cmocka_unit_test(hello_round_trip),		  cmocka_unit_test(other_types_round_trip),
+	    cmocka_unit_test(status_round_trip),	  cmocka_unit_test(unknown_keys_ignored),
+	    cmocka_unit_test(foreign_fields_dropped),	  cmocka_unit_test(hostile_input_refused),
+	    cmocka_unit_test(diff_names_each_difference),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
