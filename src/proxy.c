@@ -256,26 +256,28 @@ static void conn_attempt(struct conn *c)
 	}
 	c->sfd = net_connect((struct sockaddr *)&ss, len, &pending);
 	if (c->sfd < 0) {
+		int err = errno; /* the pause below logs, and a log sink may leave its own errno */
 		/* No fd for the far side: this client waits, and no new one is taken meanwhile. */
-		bool no_fd = errno == EMFILE || errno == ENFILE;
+		bool no_fd = err == EMFILE || err == ENFILE;
 		if (no_fd)
-			listener_pause(c->ln, "connect", errno);
-		if ((errno == EAGAIN || no_fd) && ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS) {
-			loop_timer_set(l, &c->timer, CONNECT_RETRY_MS);
+			listener_pause(c->ln, "connect", err);
+		/* A retry that cannot be timed would never come: fail now rather than hold the
+		 * client. */
+		if ((err == EAGAIN || no_fd) &&
+		    ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS &&
+		    loop_timer_set(l, &c->timer, CONNECT_RETRY_MS) == 0)
 			return;
-		}
-		conn_next(c, errno);
+		conn_next(c, err);
 		return;
 	}
 	if (!pending) {
 		conn_established(c);
 		return;
 	}
-	if (loop_add(l, c->sfd, POLLOUT, on_connect_io, c) != 0) {
+	/* Both, or neither: without its timer a connect to a silent peer could wait forever. */
+	if (loop_add(l, c->sfd, POLLOUT, on_connect_io, c) != 0 ||
+	    loop_timer_set(l, &c->timer, CONNECT_TIMEOUT_MS) != 0)
 		conn_next(c, errno);
-		return;
-	}
-	loop_timer_set(l, &c->timer, CONNECT_TIMEOUT_MS);
 }
 
 static void on_resolved(void *arg, struct addrinfo *ai, int gai_err)
