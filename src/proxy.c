@@ -475,13 +475,14 @@ void proxy_close(struct proxy *px)
 	}
 }
 
-/* At exit: every connection closed and freed, wherever it was. */
+/* At exit: every connection closed and freed now, wherever it was; none left queued in the loop. */
 static void conn_destroy(struct conn *c)
 {
 	if (c->state == CONN_RELAYING)
-		relay_abort(&c->relay, RELAY_CLIENT, ECONNABORTED); /* closes both fds */
+		relay_discard(&c->relay); /* closes both fds */
 	else
 		conn_drop(c);
+	loop_undefer(c->ln->px->loop, &c->free_d);
 	conn_free(&c->free_d);
 }
 

@@ -286,6 +286,12 @@ void relay_abort(struct relay *r, enum relay_side side, int err)
 	relay_fail(r, side, err);
 }
 
+void relay_discard(struct relay *r)
+{
+	relay_fail(r, RELAY_CLIENT, ECONNABORTED);
+	loop_undefer(r->loop, &r->defer);
+}
+
 static void relay_io(struct loop *l, int fd, short rev, void *arg)
 {
 	struct relay *r = arg;

@@ -31,11 +31,12 @@
 #define SELF_CID 4
 
 /* What the wrapped net_connect does. */
-enum connect_mode { CONNECT_REAL, CONNECT_FAIL, CONNECT_NEVER };
+enum connect_mode { CONNECT_REAL, CONNECT_FAIL, CONNECT_NEVER, CONNECT_PAIR };
 
 static enum connect_mode connect_mode;
 static int connect_errno;
 static int never_pipe[2] = {-1, -1}; /* CONNECT_NEVER hands out the read end: never writable */
+static int server_fd = -1;	     /* CONNECT_PAIR: the server's end of a connected pair */
 static bool timers_fail;
 static int timers_zero; /* arm timers for 0 ms: retries run at once */
 
@@ -52,6 +53,13 @@ int __wrap_net_connect(const struct sockaddr *sa, socklen_t len, bool *pending)
 		assert_int_equal(pipe2(never_pipe, O_NONBLOCK | O_CLOEXEC), 0);
 		*pending = true;
 		return never_pipe[0];
+	case CONNECT_PAIR: {
+		int sv[2];
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+		server_fd = sv[1];
+		*pending = false;
+		return sv[0];
+	}
 	}
 	return __real_net_connect(sa, len, pending);
 }
@@ -158,6 +166,9 @@ static int teardown(void **state)
 
 	proxy_free(g->px);
 	loop_free(g->loop);
+	if (server_fd >= 0)
+		close(server_fd);
+	server_fd = -1;
 	for (int i = 0; i < 2; i++)
 		if (never_pipe[i] >= 0)
 			close(never_pipe[i]);
@@ -267,6 +278,32 @@ static void retries_end(void **state)
 	close(fd);
 }
 
+/*
+ * At exit every connection is freed, relaying or not. The relay queues its
+ * end-of-relay callback in the loop; freeing the memory that holds it would
+ * leave the loop a dangling entry, run by the next pass.
+ */
+static void free_while_relaying(void **state)
+{
+	struct rig *g = *state;
+	char b[8];
+
+	connect_mode = CONNECT_PAIR;
+	int fd = client();
+	assert_int_equal(closed_after_passes(g->loop, fd, 2), 0);
+	assert_int_equal(send(fd, "hi", 2, 0), 2);
+	for (int i = 0; i < 20 && recv(server_fd, b, sizeof(b), MSG_DONTWAIT) != 2; i++)
+		assert_true(loop_once(g->loop, 0) >= 0);
+	assert_int_equal(proxy_stats(g->px, 0)->open, 1);
+	proxy_free(g->px);
+	g->px = NULL;
+	assert_int_equal(freed_while_queued, 0);
+	/* The loop goes on (as it would for a restart): nothing of the connection is left in it. */
+	assert_true(loop_once(g->loop, 0) >= 0);
+	assert_int_equal(recv(fd, b, sizeof(b), 0), 0);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -274,6 +311,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(connect_timer_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(out_of_fds_says_so, setup, teardown),
 	    cmocka_unit_test_setup_teardown(retries_end, setup, teardown),
+	    cmocka_unit_test_setup_teardown(free_while_relaying, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
