@@ -80,6 +80,7 @@ build/tests/test_cbor build/asan/test_cbor: TEST_LDLIBS = -lcbor
 wrap = $(foreach f,$(1),-Wl,--wrap=$(f))
 build/tests/test_proxy build/asan/test_proxy: TEST_LDLIBS = \
 	$(call wrap,net_connect loop_timer_set loop_defer free)
+build/tests/test_relay build/asan/test_relay: TEST_LDLIBS = $(call wrap,malloc)
 
 # The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
 SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \

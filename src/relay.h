@@ -14,6 +14,8 @@
  */
 #define RELAY_PIPE (256 * 1024)
 #define RELAY_BUF (64 * 1024)
+/* No memory for a buffer: stop reading that socket this long, rather than spin on it. */
+#define RELAY_NOMEM_PAUSE_MS 100
 
 /*
  * One direction: bytes from `from` wait to be written to `to`, len of them.
