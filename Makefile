@@ -81,6 +81,7 @@ wrap = $(foreach f,$(1),-Wl,--wrap=$(f))
 build/tests/test_proxy build/asan/test_proxy: TEST_LDLIBS = \
 	$(call wrap,net_connect loop_timer_set loop_defer free)
 build/tests/test_relay build/asan/test_relay: TEST_LDLIBS = $(call wrap,malloc)
+build/tests/test_resolve build/asan/test_resolve: TEST_LDLIBS = $(call wrap,getaddrinfo)
 
 # The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
 SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \

@@ -17,6 +17,8 @@
 
 /* Per address tried: a blackholed first address must not cost the whole connection. */
 #define CONNECT_TIMEOUT_MS 5000
+/* A name with no answer by then fails, whatever resolv.conf's timeouts. */
+#define RESOLVE_TIMEOUT_MS 10000
 /* An emulated vsock listener with a full backlog says EAGAIN: retry this often. */
 #define CONNECT_RETRY_MS 10
 #define ACCEPT_BATCH 64
@@ -280,14 +282,13 @@ static void conn_attempt(struct conn *c)
 		conn_next(c, errno);
 }
 
-static void on_resolved(void *arg, struct addrinfo *ai, int gai_err)
+static void on_resolved(void *arg, struct addrinfo *ai, const char *err)
 {
 	struct conn *c = arg;
 
 	c->rq = NULL;
-	if (gai_err) {
-		conn_give_up(c, "resolve", gai_err == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai_err),
-			     "");
+	if (err) {
+		conn_give_up(c, "resolve", err, "");
 		return;
 	}
 	c->ai = c->cur = ai;
@@ -342,7 +343,8 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
 		return;
 	}
 	c->state = CONN_RESOLVING;
-	c->rq = resolve_start(px->loop, r->hostname, r->tcp_port, px->opts.family, on_resolved, c);
+	c->rq = resolve_start(px->loop, r->hostname, r->tcp_port, px->opts.family,
+			      RESOLVE_TIMEOUT_MS, on_resolved, c);
 	if (!c->rq)
 		conn_fail(c, "resolve", errno);
 }
