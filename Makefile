@@ -82,6 +82,7 @@ build/tests/test_proxy build/asan/test_proxy: TEST_LDLIBS = \
 	$(call wrap,net_connect loop_timer_set loop_defer free)
 build/tests/test_relay build/asan/test_relay: TEST_LDLIBS = $(call wrap,malloc)
 build/tests/test_resolve build/asan/test_resolve: TEST_LDLIBS = $(call wrap,getaddrinfo)
+build/tests/test_net build/asan/test_net: TEST_LDLIBS = $(call wrap,accept4 loop_pause)
 
 # The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
 SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
