@@ -263,8 +263,7 @@ static void conn_attempt(struct conn *c)
 		bool no_fd = err == EMFILE || err == ENFILE;
 		if (no_fd)
 			listener_pause(c->ln, "connect", err);
-		/* A retry that cannot be timed would never come: fail now rather than hold the
-		 * client. */
+		/* A retry with no timer would never come: fail now, not hold the client. */
 		if ((err == EAGAIN || no_fd) &&
 		    ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS &&
 		    loop_timer_set(l, &c->timer, CONNECT_RETRY_MS) == 0)
