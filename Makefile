@@ -75,6 +75,15 @@ build/tests/%: tests/unit/%.c $(LIB_OBJS) | build/tests build/.deps-all
 # libcbor is the codec's reference in its tests, never a dependency of qproxy itself.
 build/tests/test_cbor build/asan/test_cbor: TEST_LDLIBS = -lcbor
 
+# Fault injection: the linker's --wrap sends the product's calls to FN to the test's
+# __wrap_FN, which fails on demand or calls __real_FN. Nothing in src/ knows.
+wrap = $(foreach f,$(1),-Wl,--wrap=$(f))
+build/tests/test_proxy build/asan/test_proxy: TEST_LDLIBS = \
+	$(call wrap,net_connect loop_timer_set loop_defer free)
+build/tests/test_relay build/asan/test_relay: TEST_LDLIBS = $(call wrap,malloc)
+build/tests/test_resolve build/asan/test_resolve: TEST_LDLIBS = $(call wrap,getaddrinfo)
+build/tests/test_net build/asan/test_net: TEST_LDLIBS = $(call wrap,accept4 loop_pause)
+
 # The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
 SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer

@@ -271,6 +271,19 @@ void loop_defer(struct loop *l, struct loop_defer *d)
 	l->deferred = d;
 }
 
+void loop_undefer(struct loop *l, struct loop_defer *d)
+{
+	if (!d->queued)
+		return;
+	for (struct loop_defer **p = &l->deferred; *p; p = &(*p)->next) {
+		if (*p == d) {
+			*p = d->next;
+			break;
+		}
+	}
+	d->queued = false;
+}
+
 static void run_deferred(struct loop *l)
 {
 	while (l->deferred) {

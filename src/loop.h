@@ -50,6 +50,8 @@ void loop_timer_stop(struct loop *l, struct loop_timer *t);
  * the place to free objects whose fds may still have events pending in the pass.
  */
 void loop_defer(struct loop *l, struct loop_defer *d);
+/* Take d off the queue, for an owner about to free it; nothing when it is not queued. */
+void loop_undefer(struct loop *l, struct loop_defer *d);
 
 /*
  * Block sig and have loop_run() return it when it arrives. Blocked outside

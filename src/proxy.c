@@ -17,6 +17,8 @@
 
 /* Per address tried: a blackholed first address must not cost the whole connection. */
 #define CONNECT_TIMEOUT_MS 5000
+/* A name with no answer by then fails, whatever resolv.conf's timeouts. */
+#define RESOLVE_TIMEOUT_MS 10000
 /* An emulated vsock listener with a full backlog says EAGAIN: retry this often. */
 #define CONNECT_RETRY_MS 10
 #define ACCEPT_BATCH 64
@@ -257,36 +259,36 @@ static void conn_attempt(struct conn *c)
 	}
 	c->sfd = net_connect((struct sockaddr *)&ss, len, &pending);
 	if (c->sfd < 0) {
+		int err = errno; /* the pause below logs, and a log sink may leave its own errno */
 		/* No fd for the far side: this client waits, and no new one is taken meanwhile. */
-		bool no_fd = errno == EMFILE || errno == ENFILE;
+		bool no_fd = err == EMFILE || err == ENFILE;
 		if (no_fd)
-			listener_pause(c->ln, "connect", errno);
-		if ((errno == EAGAIN || no_fd) && ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS) {
-			loop_timer_set(l, &c->timer, CONNECT_RETRY_MS);
+			listener_pause(c->ln, "connect", err);
+		/* A retry with no timer would never come: fail now, not hold the client. */
+		if ((err == EAGAIN || no_fd) &&
+		    ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS &&
+		    loop_timer_set(l, &c->timer, CONNECT_RETRY_MS) == 0)
 			return;
-		}
-		conn_next(c, errno);
+		conn_next(c, err);
 		return;
 	}
 	if (!pending) {
 		conn_established(c);
 		return;
 	}
-	if (loop_add(l, c->sfd, POLLOUT, on_connect_io, c) != 0) {
+	/* Both, or neither: without its timer a connect to a silent peer could wait forever. */
+	if (loop_add(l, c->sfd, POLLOUT, on_connect_io, c) != 0 ||
+	    loop_timer_set(l, &c->timer, CONNECT_TIMEOUT_MS) != 0)
 		conn_next(c, errno);
-		return;
-	}
-	loop_timer_set(l, &c->timer, CONNECT_TIMEOUT_MS);
 }
 
-static void on_resolved(void *arg, struct addrinfo *ai, int gai_err)
+static void on_resolved(void *arg, struct addrinfo *ai, const char *err)
 {
 	struct conn *c = arg;
 
 	c->rq = NULL;
-	if (gai_err) {
-		conn_give_up(c, "resolve", gai_err == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai_err),
-			     "");
+	if (err) {
+		conn_give_up(c, "resolve", err, "");
 		return;
 	}
 	c->ai = c->cur = ai;
@@ -341,7 +343,8 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
 		return;
 	}
 	c->state = CONN_RESOLVING;
-	c->rq = resolve_start(px->loop, r->hostname, r->tcp_port, px->opts.family, on_resolved, c);
+	c->rq = resolve_start(px->loop, r->hostname, r->tcp_port, px->opts.family,
+			      RESOLVE_TIMEOUT_MS, on_resolved, c);
 	if (!c->rq)
 		conn_fail(c, "resolve", errno);
 }
@@ -474,13 +477,14 @@ void proxy_close(struct proxy *px)
 	}
 }
 
-/* At exit: every connection closed and freed, wherever it was. */
+/* At exit: every connection closed and freed now, wherever it was; none left queued in the loop. */
 static void conn_destroy(struct conn *c)
 {
 	if (c->state == CONN_RELAYING)
-		relay_abort(&c->relay, RELAY_CLIENT, ECONNABORTED); /* closes both fds */
+		relay_discard(&c->relay); /* closes both fds */
 	else
 		conn_drop(c);
+	loop_undefer(c->ln->px->loop, &c->free_d);
 	conn_free(&c->free_d);
 }
 

@@ -198,13 +198,14 @@ static ssize_t pipe_read_some(struct pipe *p)
 	if (!p->buf) {
 		p->buf = buf_get();
 		if (!p->buf) {
-			errno = EAGAIN; /* try again on the next readiness; memory may come back */
+			errno = ENOMEM;
 			return -1;
 		}
 	}
 	return read(p->from, p->buf + p->off + p->len, RELAY_BUF - p->off - p->len);
 }
 
+/* 0 when read (bytes, EOF or nothing yet), 1 when out of memory for now, -1 on error. */
 static int pipe_fill(struct pipe *p)
 {
 	for (;;) {
@@ -229,7 +230,7 @@ static int pipe_fill(struct pipe *p)
 				p->full = true;
 			return 0;
 		}
-		return -1;
+		return errno == ENOMEM ? 1 : -1;
 	}
 }
 
@@ -291,6 +292,12 @@ void relay_abort(struct relay *r, enum relay_side side, int err)
 	relay_fail(r, side, err);
 }
 
+void relay_discard(struct relay *r)
+{
+	relay_fail(r, RELAY_CLIENT, ECONNABORTED);
+	loop_undefer(r->loop, &r->defer);
+}
+
 static void relay_io(struct loop *l, int fd, short rev, void *arg)
 {
 	struct relay *r = arg;
@@ -307,10 +314,18 @@ static void relay_io(struct loop *l, int fd, short rev, void *arg)
 		return;
 	}
 	if (pipe_wants_read(in) && (rev & (POLLIN | POLLERR | POLLHUP))) {
-		if (pipe_fill(in) != 0) {
+		int f = pipe_fill(in);
+		if (f < 0) {
 			relay_fail(r, side, errno);
 			return;
 		}
+		/*
+		 * The bytes wait in the socket, which stays readable: polling it now
+		 * would spin until memory comes back. Leave the socket alone a while (its
+		 * writes wait too: a pause is short, and memory is short for all).
+		 */
+		if (f > 0)
+			loop_pause(r->loop, fd, RELAY_NOMEM_PAUSE_MS);
 		/* Write at once: most of the time the far side has room, which saves a poll round. */
 		if (pipe_flush(in) != 0) {
 			relay_fail(r, !side, errno);

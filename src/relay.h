@@ -14,6 +14,8 @@
  */
 #define RELAY_PIPE (256 * 1024)
 #define RELAY_BUF (64 * 1024)
+/* No memory for a buffer: stop reading that socket this long, rather than spin on it. */
+#define RELAY_NOMEM_PAUSE_MS 100
 
 /*
  * One direction: bytes from `from` wait to be written to `to`, len of them.
@@ -58,6 +60,8 @@ int relay_start(struct relay *r, struct loop *l, int client, int server, void (*
 
 /* End the relay now, as if side had failed with err; on_done still follows. */
 void relay_abort(struct relay *r, enum relay_side side, int err);
+/* End it now, closing both fds, and never call on_done: for an owner that frees r at once. */
+void relay_discard(struct relay *r);
 
 /* splice(2) where the kernel can (the default), or read/write only: for tests and comparisons. */
 void relay_use_splice(bool on);

@@ -119,6 +119,27 @@ static void defer_once(void **state)
 	loop_free(l);
 }
 
+/* Undeferred, an entry leaves the queue wherever it is in it; the others still run. */
+static void undefer(void **state)
+{
+	struct loop *l = loop_new();
+	struct loop_defer d[3] = {{.fn = on_defer}, {.fn = on_defer}, {.fn = on_defer}};
+
+	(void)state;
+	deferred_runs = 0;
+	for (int i = 0; i < 3; i++)
+		loop_defer(l, &d[i]);
+	loop_undefer(l, &d[1]);
+	loop_undefer(l, &d[1]);
+	assert_false(d[1].queued);
+	loop_once(l, 0);
+	assert_int_equal(deferred_runs, 2);
+	loop_defer(l, &d[1]);
+	loop_once(l, 0);
+	assert_int_equal(deferred_runs, 3);
+	loop_free(l);
+}
+
 /* The CID check on accepted vsock peers, with forged addresses (the emulation has no CIDs). */
 static void vsock_peer_check(void **state)
 {
@@ -142,10 +163,9 @@ static void vsock_peer_check(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(timers_in_order),
-		cmocka_unit_test(delete_in_pass),
-		cmocka_unit_test(defer_once),
-		cmocka_unit_test(vsock_peer_check),
+	    cmocka_unit_test(timers_in_order),	cmocka_unit_test(delete_in_pass),
+	    cmocka_unit_test(defer_once),	cmocka_unit_test(undefer),
+	    cmocka_unit_test(vsock_peer_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,20 @@
 #include "loop.h"
 #include "relay.h"
 
+/* Buffers of RELAY_BUF bytes fail while fail_bufs is set: memory runs out in copy mode. */
+static bool fail_bufs;
+static unsigned buf_attempts;
+
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size)
+{
+	if (fail_bufs && size == RELAY_BUF) {
+		buf_attempts++;
+		return NULL;
+	}
+	return __real_malloc(size);
+}
+
 struct rig {
 	struct loop *loop;
 	struct relay relay;
@@ -225,6 +239,33 @@ static void both_eof(void **state)
 	assert_int_equal(fcntl(g->pfd[1], F_GETFD), -1);
 }
 
+/*
+ * No memory for a buffer: the bytes wait in the socket, and the relay must not
+ * ask again at every pass while the socket stays readable (100% CPU until
+ * memory comes back); it backs off as a listener out of fds does, then goes on.
+ */
+static void no_memory_backs_off(void **state)
+{
+	struct rig *g = *state;
+	char buf[8];
+	ssize_t n = -2;
+
+	fail_bufs = true;
+	buf_attempts = 0;
+	assert_int_equal(write(g->client, "x", 1), 1);
+	int64_t t0 = loop_now();
+	for (int i = 0; i < 200; i++)
+		assert_true(loop_once(g->loop, 0) >= 0);
+	int64_t elapsed = loop_now() - t0;
+	assert_true(buf_attempts >= 1);
+	/* At most one try per pause, whatever the speed of this machine. */
+	assert_true(buf_attempts <= 2 + elapsed / RELAY_NOMEM_PAUSE_MS);
+	fail_bufs = false;
+	RUN_UNTIL(g, (n = read_some(g->server, buf, sizeof(buf))) != -2);
+	assert_int_equal(n, 1);
+	assert_int_equal(buf[0], 'x');
+}
+
 static int with_splice(void **state)
 {
 	(void)state;
@@ -251,7 +292,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(both_eof, setup, teardown),
 	};
+	const struct CMUnitTest copy_only[] = {
+	    cmocka_unit_test_setup_teardown(no_memory_backs_off, setup, teardown),
+	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests_name("splice", tests, with_splice, NULL) |
-	       cmocka_run_group_tests_name("read/write", tests, with_copy, NULL);
+	       cmocka_run_group_tests_name("read/write", tests, with_copy, NULL) |
+	       cmocka_run_group_tests_name("read/write only", copy_only, with_copy, NULL);
 }
