@@ -80,14 +80,14 @@ SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 	-fno-omit-frame-pointer
 build/asan/%: tests/unit/%.c $(LIB_SRCS) $(wildcard src/*.h) | build/.deps-all
 	@mkdir -p build/asan
-	clang $(CPPFLAGS) $(SAN_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) $(LDLIBS) $(TEST_LDLIBS) -lcmocka
+	clang $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(SAN_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) $(LDLIBS) $(TEST_LDLIBS) -lcmocka
 
 test-sanitize: $(UNIT_SRCS:tests/unit/%.c=build/asan/%)
 	@set -e; for t in $^; do echo "== $$t"; $$t; done
 
 # The whole binary under ASan and UBSan, for the end-to-end suite (make test-e2e-asan).
 build/qproxy-asan: $(SRCS) $(wildcard src/*.h) | build/.deps-all
-	clang $(CPPFLAGS) $(SAN_FLAGS) -o $@ $(SRCS) $(LDLIBS)
+	clang $(CPPFLAGS) $(WARN) $(SAN_FLAGS) -o $@ $(SRCS) $(LDLIBS)
 
 test-e2e-asan: build/qproxy-asan | build/.deps-all
 	ASAN_OPTIONS=abort_on_error=0:exitcode=86 UBSAN_OPTIONS=halt_on_error=1:exitcode=87 \
@@ -127,7 +127,7 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 
 build/fuzz/%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard src/*.h) | build/.deps-all
 	@mkdir -p build/fuzz
-	clang $(CPPFLAGS) $(FUZZ_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) -linih -lpthread
+	clang $(CPPFLAGS) $(WARN) $(FUZZ_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) -linih -lpthread
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
 	@set -e; for t in $(FUZZ_TARGETS); do \
