@@ -264,6 +264,24 @@ def run(argv, timeout=10, env=None, input=None):
                           env=base, cwd=REPO, preexec_fn=VSOCK_GUARD.apply)
 
 
+def rss_kib(pid):
+    """VmRSS of pid in KiB, 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def sanitized(binary):
+    """A sanitizer build (make test-e2e-asan): slower, and its shadow memory and quarantine
+    make absolute RSS figures meaningless."""
+    return "asan" in os.path.basename(str(binary)) or "ASAN_OPTIONS" in os.environ
+
+
 # ---------------------------------------------------------------------------
 # Network namespaces.
 

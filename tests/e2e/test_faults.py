@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from harness import closed_within, echo, free_tcp_port, recv_all, recv_exactly, wait_until
+from harness import (closed_within, echo, free_tcp_port, recv_all, recv_exactly, rss_kib,
+                     sanitized, wait_until)
 
 # servers.py's PATTERN: the byte at stream offset i is i % 256. Twice, so that any
 # 64 KiB window can be sliced out of it without wrapping.
@@ -32,17 +33,6 @@ def pattern_at(offset, n):
     """The n (<= 64 KiB) pattern bytes at stream offset."""
     start = offset % len(PATTERN)
     return PATTERN2[start:start + n]
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
 
 
 def fd_list(pid):
@@ -69,12 +59,6 @@ def wait_fds(halves, want, timeout, what):
 def sysctl_int(name, field=-1):
     with open("/proc/sys/" + name.replace(".", "/")) as f:
         return int(f.read().split()[field])
-
-
-def sanitized(binary):
-    """A sanitizer build (make test-e2e-asan): its shadow memory and quarantine make
-    absolute RSS figures meaningless, so only growth is bounded."""
-    return "asan" in os.path.basename(str(binary)) or "ASAN_OPTIONS" in os.environ
 
 
 class Sampler:
