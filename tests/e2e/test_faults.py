@@ -18,11 +18,11 @@ import time
 
 import pytest
 
-from harness import (closed_within, echo, free_tcp_port, recv_all, recv_exactly, rss_kib,
-                     sanitized, wait_until)
+from harness import (RELAY_PIPE, Tracee, closed_within, echo, free_tcp_port, pipe_state,
+                     pipes_of, recv_all, recv_exactly, rss_kib, sanitized, wait_until)
 
-# servers.py's PATTERN: the byte at stream offset i is i % 256. Twice, so that any
-# 64 KiB window can be sliced out of it without wrapping.
+# servers.py's PATTERN (64 KiB): the byte at stream offset i is i % 256. Twice, so that
+# any 64 KiB window can be sliced out of it without wrapping.
 PATTERN = bytes(range(256)) * 256
 PATTERN2 = PATTERN * 2
 MiB = 1 << 20
@@ -429,14 +429,72 @@ def test_far_end_stalls_mid_stream(qp, netns, direction, tmp_path):
     rss.assert_bounded(qp.binary)
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("splice", [True, False], ids=["splice", "QPROXY_SPLICE=0"])
+def test_in_flight_bytes_sit_in_a_kernel_pipe_or_a_buffer(qp, tmp_path, splice):
+    """The server stops reading, the client keeps sending: each half holds what it has taken
+    in and cannot pass on. Splicing, that is a kernel pipe of RELAY_PIPE (256 KiB) per
+    direction, which it stops filling once full (seen through a copy of its fd, pidfd_getfd);
+    with QPROXY_SPLICE=0 it is a buffer of RELAY_BUF (64 KiB) and no kernel pipe exists.
+    The host half runs under strace: some splice calls in the first mode, none in the
+    second. Then the server resumes, and every byte arrives."""
+    trigger = tmp_path / "resume"
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    qp.server("stall", 6000, trigger, MiB)
+    mode = {} if splice else {"QPROXY_SPLICE": "0"}
+    enclave = qp.enclave(cfg, env=mode)
+    trace = tmp_path / "host.strace"
+    tracer = qp.procs.start("strace", [
+        "strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=splice", "-o", str(trace),
+        qp.binary, "host", f"--config={cfg}", "--vsock-dir", str(qp.vsock_dir), "4"],
+        env={"RUST_LOG": "info", "QPROXY_STATUS_SOCKET": str(qp.status_socket()), **mode})
+    host = Tracee("host", tracer, qp.binary)
+    qp.wait_host(tracer, cfg)
+    qp.wait_linked(tracer)
+    halves = (host, enclave)
+    idle = {p.name: set(pipes_of(p.pid)) for p in halves}  # the resolver's own, say
+    sent = hashlib.sha256()
+    with inbound_connect(hp)() as s:
+        written = send_until_stalled(s, sent, limit=256 * MiB)
+        for p in halves:
+            relay = {k: v for k, v in pipes_of(p.pid).items() if k not in idle[p.name]}
+            if not splice:
+                assert relay == {}, f"{p.name}: kernel pipes with QPROXY_SPLICE=0: {relay}"
+                continue
+            # The client's direction is stuck in both halves; the other has nothing in flight.
+            assert len(relay) == 1, f"{p.name}: {len(relay)} kernel pipes in flight: {relay}"
+            (fds,) = relay.values()
+            assert len(fds) == 2, f"{p.name}: pipe ends {fds}"
+            cap, queued = pipe_state(p.pid, fds[0])
+            print(f"{p.name}: kernel pipe of {cap} bytes holds {queued}")
+            assert cap == RELAY_PIPE
+            assert 0 < queued <= RELAY_PIPE
+        trigger.touch()  # the server resumes
+        s.setblocking(True)
+        s.settimeout(30)
+        s.shutdown(socket.SHUT_WR)
+        answer = recv_all(s)
+    assert answer == b"received %d bytes sha256 %s\n" % (written, sent.hexdigest().encode())
+    assert host.stop() == 0
+    calls = [line for line in trace.read_text().splitlines() if "splice(" in line]
+    print(f"stalled after {written / MiB:.1f} MiB; {len(calls)} splice calls in the host half")
+    if splice:
+        assert calls, "no splice call in the host half"
+    else:
+        assert calls == [], f"QPROXY_SPLICE=0, yet: {calls[:3]}"
+
+
 def path_buffer_bound():
     """The most the kernel can hold on a path of four TCP sockets and a Unix pair, plus
-    qproxy's two 64 KiB pipe buffers: what a throttled sender can have sent beyond what
-    the client read. Real holdings are far below; this is the ceiling qproxy adds nothing to."""
+    what qproxy's two halves hold in flight in this direction (a RELAY_PIPE kernel pipe
+    each when splicing, as here; a RELAY_BUF buffer with QPROXY_SPLICE=0): what a
+    throttled sender can have sent beyond what the client read. Real holdings are far
+    below; this is the ceiling qproxy adds nothing to."""
     rmem = sysctl_int("net.ipv4.tcp_rmem")
     wmem = sysctl_int("net.ipv4.tcp_wmem")
     unix = max(sysctl_int("net.core.wmem_max"), sysctl_int("net.core.rmem_max"))
-    return 2 * rmem + 2 * wmem + 2 * unix + 2 * 65536
+    return 2 * rmem + 2 * wmem + 2 * unix + 2 * RELAY_PIPE
 
 
 def fionread(sock):
