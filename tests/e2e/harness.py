@@ -10,6 +10,7 @@ in the LISTEN state there. That never opens a connection the test did not ask fo
 import ctypes
 import os
 import resource
+import shutil
 import signal
 import socket
 import struct
@@ -439,6 +440,18 @@ class Netns:
     def delete(self):
         subprocess.run(["ip", "netns", "delete", self.name], timeout=10,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(f"/etc/netns/{self.name}", ignore_errors=True)
+
+    def set_hosts(self, text):
+        """/etc/hosts as processes started in this namespace see it: `ip netns exec`
+        bind-mounts /etc/netns/NAME/hosts over it. Removed with the namespace."""
+        d = Path("/etc/netns") / self.name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hosts").write_text(text)
+
+    def ip(self, *args):
+        """`ip -n NAME ARGS...`: configure this namespace, and only it."""
+        subprocess.run(["ip", "-n", self.name, *args], check=True, timeout=10)
 
     def sockets(self, n, family=socket.AF_INET, type=socket.SOCK_STREAM):
         """n sockets created inside this namespace. A network namespace belongs to a thread,
@@ -501,6 +514,7 @@ def cleanup_stale_netns(prefix="qpe2e"):
             if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
                 subprocess.run(["ip", "netns", "delete", name], timeout=10,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
 
 
 def free_tcp_port():
