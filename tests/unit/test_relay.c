@@ -199,8 +199,9 @@ static void backpressure(void **state)
 /*
  * The server goes away with data unread: both sides are closed at once, with the cause.
  * Over a Unix socket the client reads a plain EOF: closing a Unix stream socket resets
- * its peer only when unread bytes are left behind, and the relay leaves none, so a
- * Unix socket cannot carry a reset on (the vsock emulation cannot either; see below).
+ * its peer only when unread bytes are left behind, and the relay leaves none: a Unix
+ * socket cannot carry a reset on, nor can the vsock emulation built on it. Over TCP the
+ * relay does pass it on (reset_from_server_tcp, reset_from_client_tcp).
  */
 static void reset(void **state)
 {
@@ -335,8 +336,8 @@ static int with_copy(void **state)
 /*
  * splice(2) as relay.c sees it: this definition stands in for libc's in the test binary.
  * It is the real system call unless a test makes it refuse with EINVAL, as the kernel does
- * for sockets it cannot splice (AF_VSOCK before Linux 6.x). No socket type refuses on the
- * kernels we run (since 6.5 any socket splices), so the refusal is made here.
+ * for sockets it cannot splice (AF_VSOCK before Linux 6.x). We found no socket type that
+ * refuses on the kernels we run (recent kernels splice any socket), so it is made here.
  */
 static enum { SPLICE_REAL, SPLICE_REFUSE_ALL, SPLICE_REFUSE_OUT, SPLICE_REFUSE_OUT_OVER_BUF } splice_mode;
 static unsigned splice_refused;
