@@ -83,27 +83,23 @@ build/tests/test_proxy build/asan/test_proxy: TEST_LDLIBS = \
 build/tests/test_relay build/asan/test_relay: TEST_LDLIBS = $(call wrap,malloc)
 build/tests/test_resolve build/asan/test_resolve: TEST_LDLIBS = $(call wrap,getaddrinfo)
 build/tests/test_net build/asan/test_net: TEST_LDLIBS = $(call wrap,accept4 loop_pause)
+build/tests/test_control build/asan/test_control: TEST_LDLIBS = $(call wrap,loop_add net_connect)
+build/tests/test_status build/asan/test_status: TEST_LDLIBS = $(call wrap,malloc loop_timer_set)
 
 # The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
 SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 build/asan/%: tests/unit/%.c $(LIB_SRCS) $(wildcard src/*.h) | build/.deps-all
 	@mkdir -p build/asan
-	clang $(CPPFLAGS) $(SAN_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) $(LDLIBS) $(TEST_LDLIBS) -lcmocka
+	clang $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(SAN_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) $(LDLIBS) $(TEST_LDLIBS) -lcmocka
 
-# The control and status unit tests inject faults: the linker sends the calls they make
-# through the tests' own __wrap_ functions (ld --wrap), with no hook in qproxy itself.
-build/tests/test_control build/asan/test_control: TEST_LDLIBS = \
-	-Wl,--wrap=loop_add,--wrap=net_connect
-build/tests/test_status build/asan/test_status: TEST_LDLIBS = \
-	-Wl,--wrap=malloc,--wrap=loop_timer_set
 
 test-sanitize: $(UNIT_SRCS:tests/unit/%.c=build/asan/%)
 	@set -e; for t in $^; do echo "== $$t"; $$t; done
 
 # The whole binary under ASan and UBSan, for the end-to-end suite (make test-e2e-asan).
 build/qproxy-asan: $(SRCS) $(wildcard src/*.h) | build/.deps-all
-	clang $(CPPFLAGS) $(SAN_FLAGS) -o $@ $(SRCS) $(LDLIBS)
+	clang $(CPPFLAGS) $(WARN) $(SAN_FLAGS) -o $@ $(SRCS) $(LDLIBS)
 
 test-e2e-asan: build/qproxy-asan | build/.deps-all
 	ASAN_OPTIONS=abort_on_error=0:exitcode=86 UBSAN_OPTIONS=halt_on_error=1:exitcode=87 \
@@ -160,7 +156,7 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 
 build/fuzz/%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard src/*.h) | build/.deps-all
 	@mkdir -p build/fuzz
-	clang $(CPPFLAGS) $(FUZZ_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) -linih -lpthread
+	clang $(CPPFLAGS) $(WARN) $(FUZZ_FLAGS) -Isrc -o $@ $< $(LIB_SRCS) -linih -lpthread
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -7,7 +7,7 @@
 # holds); with --rev REV, the static binary of that commit, built by `make static` in a
 # clean `git archive` export (for before/after comparisons); or BINARY as given.
 #
-# The full run takes 6-8 minutes on 2 cores and writes bench/RESULTS.md;
+# The full run takes 7-9 minutes on 2 cores and writes bench/RESULTS.md;
 # --quick (or QUICK=1) takes under a minute and writes bench/RESULTS-quick.md,
 # so that a regression check never overwrites the reference figures.
 # OUT=FILE writes elsewhere; BINARY_NOTE=TEXT says in it where BINARY comes from;

@@ -10,6 +10,7 @@ in the LISTEN state there. That never opens a connection the test did not ask fo
 import ctypes
 import os
 import resource
+import shutil
 import signal
 import socket
 import struct
@@ -29,6 +30,20 @@ QPROXY_ENV = ("QPROXY_VSOCK_DIR", "QPROXY_STATUS_SOCKET", "QPROXY_SPLICE", "QPRO
               "QPROXY_CONTROL_PORT", "RUST_LOG", "TOKIO_WORKER_THREADS")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _relay_sizes():
+    """RELAY_PIPE and RELAY_BUF as src/relay.h defines them, so that the tests follow it."""
+    import re
+    text = (REPO / "src" / "relay.h").read_text()
+    sizes = {m.group(1): int(m.group(2)) * int(m.group(3)) for m in
+             re.finditer(r"^#define (RELAY_PIPE|RELAY_BUF) \((\d+) \* (\d+)\)$", text, re.M)}
+    return sizes["RELAY_PIPE"], sizes["RELAY_BUF"]
+
+
+# What one direction of a connection may hold in flight: a kernel pipe of RELAY_PIPE bytes
+# when splicing, a buffer of RELAY_BUF bytes with QPROXY_SPLICE=0.
+RELAY_PIPE, RELAY_BUF = _relay_sizes()
 
 
 def _prctl_or_raise(*args):
@@ -264,6 +279,127 @@ def run(argv, timeout=10, env=None, input=None):
                           env=base, cwd=REPO, preexec_fn=VSOCK_GUARD.apply)
 
 
+_SYS_PIDFD_GETFD = 438  # x86_64
+
+
+def pipes_of(pid):
+    """{inode: [fd, ...]} of the pipes process pid holds open."""
+    out = {}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        return out
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("pipe:["):
+            out.setdefault(link, []).append(int(fd))
+    return out
+
+
+def pipe_state(pid, fd):
+    """(capacity, bytes queued) of the pipe at fd in process pid, through a copy of that
+    fd (pidfd_getfd(2)): what the process itself would see."""
+    import fcntl
+    import termios
+    pidfd = os.pidfd_open(pid)
+    try:
+        mine = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
+        if mine < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"pidfd_getfd {pid} {fd}: {os.strerror(e)}")
+    finally:
+        os.close(pidfd)
+    try:
+        cap = fcntl.fcntl(mine, fcntl.F_GETPIPE_SZ)
+        queued = struct.unpack("i", fcntl.ioctl(mine, termios.FIONREAD, b"\0" * 4))[0]
+    finally:
+        os.close(mine)
+    return cap, queued
+
+
+class Tracee:
+    """The command a tracer runs (qproxy under strace -o FILE, which ignores SIGTERM):
+    stopped by its own pid, which ends the tracer too. Kept in a ProcSet after its
+    tracer, so that teardown stops it first."""
+
+    def __init__(self, name, tracer, binary, timeout=5):
+        """binary: the command's executable; the tracer may start other processes of its
+        own (strace forks a probe for --seccomp-bpf)."""
+        self.name = name
+        self.tracer = tracer
+        self.argv = tracer.argv
+        self.returncode = None
+        exe = os.path.realpath(binary)
+
+        def child():
+            try:
+                with open(f"/proc/{tracer.pid}/task/{tracer.pid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                return None
+            for k in kids:
+                try:
+                    if os.readlink(f"/proc/{k}/exe") == exe:
+                        return k
+                except OSError:
+                    pass
+            return None
+
+        self.pid = wait_until(child, timeout, f"{tracer.name} to start {binary}",
+                              watch=[tracer])
+        tracer.procs_set.all.append(self)
+
+    def alive(self):
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rpartition(")")[2].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    def stderr(self):
+        return self.tracer.stderr()
+
+    def nfds(self):
+        return Proc.nfds(self)
+
+    def stop(self, timeout=3):
+        """SIGTERM, then SIGKILL; returns the tracer's exit status, which is the command's."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self.alive():
+                break
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                wait_until(lambda: not self.alive(), timeout, f"{self.name} to exit")
+            except WaitTimeout:
+                continue
+        self.returncode = self.tracer.wait(5)
+        return self.returncode
+
+
+def rss_kib(pid):
+    """VmRSS of pid in KiB, 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def sanitized(binary):
+    """A sanitizer build (make test-e2e-asan): slower, and its shadow memory and quarantine
+    make absolute RSS figures meaningless."""
+    return "asan" in os.path.basename(str(binary)) or "ASAN_OPTIONS" in os.environ
+
+
 # ---------------------------------------------------------------------------
 # Network namespaces.
 
@@ -304,6 +440,18 @@ class Netns:
     def delete(self):
         subprocess.run(["ip", "netns", "delete", self.name], timeout=10,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(f"/etc/netns/{self.name}", ignore_errors=True)
+
+    def set_hosts(self, text):
+        """/etc/hosts as processes started in this namespace see it: `ip netns exec`
+        bind-mounts /etc/netns/NAME/hosts over it. Removed with the namespace."""
+        d = Path("/etc/netns") / self.name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hosts").write_text(text)
+
+    def ip(self, *args):
+        """`ip -n NAME ARGS...`: configure this namespace, and only it."""
+        subprocess.run(["ip", "-n", self.name, *args], check=True, timeout=10)
 
     def sockets(self, n, family=socket.AF_INET, type=socket.SOCK_STREAM):
         """n sockets created inside this namespace. A network namespace belongs to a thread,
@@ -366,6 +514,7 @@ def cleanup_stale_netns(prefix="qpe2e"):
             if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
                 subprocess.run(["ip", "netns", "delete", name], timeout=10,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
 
 
 def free_tcp_port():
@@ -463,6 +612,7 @@ class ProcSet:
         self._names[name] = n + 1
         unique = name if n == 0 else f"{name}-{n + 1}"
         p = Proc(unique, argv, self.log_dir, **kw)
+        p.procs_set = self
         self.all.append(p)  # before any wait, so that teardown stops it whatever happens
         p.wait_netns()
         return p

@@ -18,9 +18,13 @@ Modes:
   source HOST PORT NBYTES      sends NBYTES of PATTERN (byte at offset i is i % 256), never
                                reading; prints "sent N" on stdout at each MiB and at the end,
                                then shuts its write side and reads until EOF.
-  resetmid HOST PORT NBYTES    sends NBYTES of PATTERN, then resets the connection (SO_LINGER 0
-                               close) without waiting for the client to read; prints
-                               "reset T" with T its time.monotonic() just after the close.
+  resetmid HOST PORT NBYTES TRIGGER
+                               reads one byte from the client, sends NBYTES of PATTERN, then
+                               resets the connection (SO_LINGER 0 close) without waiting for
+                               the client to read: at once if the byte is "n", or (for "w")
+                               once the file TRIGGER exists (at most 60 s), which it deletes.
+                               Never reads more. Prints "reset T" with T its time.monotonic()
+                               just after the close.
   stall HOST PORT TRIGGER N    reads N bytes, then neither reads nor writes until the file
                                TRIGGER exists (at most 300 s); then reads until EOF and answers
                                "received N bytes sha256 HEX\n" (all bytes, the first N too).
@@ -236,13 +240,19 @@ def source(conn, nbytes):
         pass
 
 
-def resetmid(conn, nbytes):
+def resetmid(conn, nbytes, trigger):
     conn.settimeout(60)
+    how = conn.recv(1)
     sent = 0
     while sent < nbytes:
         chunk = PATTERN[:min(len(PATTERN), nbytes - sent)]
         conn.sendall(chunk)
         sent += len(chunk)
+    deadline = time.monotonic() + 60
+    while how == b"w" and not os.path.exists(trigger) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if how == b"w" and os.path.exists(trigger):
+        os.unlink(trigger)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()
     print(f"reset {time.monotonic():.6f}", flush=True)
@@ -307,7 +317,7 @@ def main(argv):
     elif mode == "source":
         serve_threads(ls, source, int(argv[4]))
     elif mode == "resetmid":
-        serve_threads(ls, resetmid, int(argv[4]))
+        serve_threads(ls, resetmid, int(argv[4]), argv[5])
     elif mode == "stall":
         serve_threads(ls, stall, argv[4], int(argv[5]))
     elif mode == "whoami":

@@ -1,11 +1,16 @@
 """100,000 short connections through an inbound rule (connect, a few bytes, their echo,
-close), and afterwards each half holds what it held before: the same fds exactly, and
-its RSS within 1 MiB.
+close), every one of which must succeed, and afterwards each half holds what it held
+before: the same fds exactly, and its RSS within 1 MiB.
 
-Slow-ish: 20 to 50 s per binary on a 2-core machine, so it runs against the static binary
-only (the one that goes into the enclave; the dynamic one is the same code). Set
-QPROXY_CHURN_ALL=1 to run it against every binary under test. Bounded: it stops at
-100,000 connections or after 120 s, whichever comes first, and says how far it got.
+Slow-ish: 45 to 70 s for 100,000 on a busy 2-core machine, so in `make test-e2e` it runs
+against the static binary only (the one that goes into the enclave; the dynamic one is
+the same code): QPROXY_CHURN_ALL=1 runs it against every binary under test. Under ASan
+and UBSan (`make test-e2e-asan`) it runs the same 100,000 (the client, not qproxy, sets
+the pace: about 1,500/s either way) with the same checks but RSS: ASan's quarantine
+keeps freed memory on purpose (up to 256 MiB), so there the memory check is
+LeakSanitizer's at exit, which fails the test on any leak (conftest.py).
+Bounded: it stops at the count or after 300 s, a deadline against a hang rather than a
+threshold (it fails, saying how far it got, if the count is not reached by then).
 """
 
 import os
@@ -17,21 +22,13 @@ import time
 import pytest
 
 import harness
-from harness import free_tcp_port, wait_until
+from harness import free_tcp_port, rss_kib, sanitized, wait_until
 
 TOTAL = 100_000
-MAX_SECONDS = 120
+MAX_SECONDS = 300
 WARMUP = 1000
 CONCURRENCY = 8  # enough to keep both halves busy; more only adds TIME_WAIT churn
 RSS_MARGIN_KIB = 1024
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def churn(addr, total, concurrency, max_seconds):
@@ -114,13 +111,13 @@ def status_row(text, port, half):
 
 
 @pytest.fixture
-def static_only(qproxy_bin):
-    if "static" not in qproxy_bin.name and os.environ.get("QPROXY_CHURN_ALL") != "1":
-        pytest.skip("slow: run against the static binary only (QPROXY_CHURN_ALL=1 for all)")
+def not_the_dev_build(qproxy_bin):
+    if qproxy_bin.name == "qproxy" and os.environ.get("QPROXY_CHURN_ALL") != "1":
+        pytest.skip("slow: the dev build is the static binary's code; QPROXY_CHURN_ALL=1 runs it")
 
 
-@pytest.mark.timeout(200)
-def test_100k_short_connections_leave_nothing_behind(static_only, qp, many_files):
+@pytest.mark.timeout(MAX_SECONDS + 90)
+def test_100k_short_connections_leave_nothing_behind(not_the_dev_build, qp, many_files):
     hp = free_tcp_port()
     cfg = qp.config(inbound=[(hp, 6000, 9000)])
     qp.server("echo", 6000, nofile=(4096, 4096))
@@ -149,13 +146,13 @@ def test_100k_short_connections_leave_nothing_behind(static_only, qp, many_files
     print(f"{done} connections in {secs:.1f} s ({done / secs:.0f}/s), {failed} failed; "
           f"RSS KiB before {rss0}, after {({p.name: rss_kib(p.pid) for p in halves})}")
     assert failed == 0, f"{failed} of {done + failed} connections failed, first: {errors}"
-    assert done >= 10_000, f"only {done} connections in {MAX_SECONDS} s"
-    if done < TOTAL:
-        print(f"stopped at {MAX_SECONDS} s after {done} of {TOTAL} connections")
+    assert done == TOTAL, f"only {done} of {TOTAL} connections within the {MAX_SECONDS} s deadline"
 
     settle(f"after {done} connections")
     for p in halves:
         assert p.alive(), f"{p.name} died"
+        if sanitized(qp.binary):
+            continue  # LeakSanitizer checks at exit instead
         # The pools drain once no connection is left; allow a moment for the last ones.
         wait_until(lambda: rss_kib(p.pid) <= rss0[p.name] + RSS_MARGIN_KIB, 2,
                    f"{p.name} RSS back within {RSS_MARGIN_KIB} KiB of {rss0[p.name]} KiB "

@@ -1,5 +1,6 @@
 """A dead far side closes the client at once, and the proxy survives it."""
 
+import hashlib
 import signal
 import socket
 import struct
@@ -102,21 +103,29 @@ def test_application_dies_mid_connection(qp):
 
 @pytest.mark.parametrize("direction", ["inbound", "outbound"])
 def test_client_abort_reaches_the_server(qp, netns, direction):
-    # The client resets its connection: the server must see it end (EOF or reset) at once.
+    """The client resets its connection with nothing unread anywhere. The half next to it
+    closes both of its sides at once and logs the reset; the link to the other half carries
+    no reset (neither vsock nor its Unix-socket emulation has one: a Unix stream socket
+    closed with nothing unread in it gives its peer a plain EOF), so the other half sees
+    an EOF and passes it on as one: the server reads the bytes sent before the reset, then
+    an EOF, at once. (Within one half a reset is passed on as a reset: tests/unit/
+    test_relay.c, reset_from_client_tcp.)"""
     if direction == "inbound":
         host_port = free_tcp_port()
         server = qp.server("shutfirst", 6000)
         cfg = qp.config(inbound=[(host_port, 6000, 9000)])
-        qp.enclave(cfg)
-        qp.host(cfg)
+        far = qp.enclave(cfg)
+        near = qp.host(cfg)
         s = socket.create_connection(("127.0.0.1", host_port), timeout=5)
+        label = f"inbound {host_port}"
     else:
         port = free_tcp_port()
         server = qp.server("shutfirst", port, in_netns=False)
         cfg = qp.config(outbound=[("127.0.0.1", 9001, port)])
-        qp.host(cfg)
-        qp.enclave(cfg)
+        far = qp.host(cfg)
+        near = qp.enclave(cfg)
         s = netns.connect("127.0.0.1", port)
+        label = "outbound 9001"  # an outbound rule is named by its vsock port
     with s:
         assert recv_exactly(s, 6) == b"hello\n"  # the server is there
         s.sendall(b"partial")
@@ -124,6 +133,14 @@ def test_client_abort_reaches_the_server(qp, netns, direction):
     # shutfirst prints "received ..." on EOF, or logs the reset on stderr.
     wait_until(lambda: "received" in server.stdout() or "reset" in server.stderr(), 1.0,
                "the server to see the client's abort")
+    assert server.stdout() == "received 7 bytes sha256 %s\n" % hashlib.sha256(b"partial").hexdigest()
+    assert server.stderr() == ""
+    # The near half saw the reset (routine for a client: info); the far half a clean end.
+    wait_until(lambda: f"{label}: closed on error from the client side: Connection reset by "
+               "peer; 7 bytes up, 6 down" in near.stderr(), 5,
+               "the near half to log the client's reset", watch=[near])
+    wait_until(lambda: f"{label}: closed; 7 bytes up, 6 down" in far.stderr(), 5,
+               "the far half to log a clean end", watch=[far])
 
 
 def test_bind_failure_exits_3(qp):

@@ -18,10 +18,11 @@ import time
 
 import pytest
 
-from harness import closed_within, echo, free_tcp_port, recv_all, recv_exactly, wait_until
+from harness import (RELAY_PIPE, Tracee, closed_within, echo, free_tcp_port, pipe_state,
+                     pipes_of, recv_all, recv_exactly, rss_kib, sanitized, wait_until)
 
-# servers.py's PATTERN: the byte at stream offset i is i % 256. Twice, so that any
-# 64 KiB window can be sliced out of it without wrapping.
+# servers.py's PATTERN (64 KiB): the byte at stream offset i is i % 256. Twice, so that
+# any 64 KiB window can be sliced out of it without wrapping.
 PATTERN = bytes(range(256)) * 256
 PATTERN2 = PATTERN * 2
 MiB = 1 << 20
@@ -32,17 +33,6 @@ def pattern_at(offset, n):
     """The n (<= 64 KiB) pattern bytes at stream offset."""
     start = offset % len(PATTERN)
     return PATTERN2[start:start + n]
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
 
 
 def fd_list(pid):
@@ -69,12 +59,6 @@ def wait_fds(halves, want, timeout, what):
 def sysctl_int(name, field=-1):
     with open("/proc/sys/" + name.replace(".", "/")) as f:
         return int(f.read().split()[field])
-
-
-def sanitized(binary):
-    """A sanitizer build (make test-e2e-asan): its shadow memory and quarantine make
-    absolute RSS figures meaningless, so only growth is bounded."""
-    return "asan" in os.path.basename(str(binary)) or "ASAN_OPTIONS" in os.environ
 
 
 class Sampler:
@@ -321,53 +305,78 @@ def setup_rule(qp, netns, direction, mode, *args):
     return server, connect, (host, enclave)
 
 
+def read_pattern(s, n, what):
+    """Read exactly n bytes, every one the pattern's."""
+    got = 0
+    while got < n:
+        d = s.recv(min(len(PATTERN), n - got))
+        assert d, f"{what}: EOF after {got} of {n} bytes"
+        assert d == pattern_at(got, len(d)), f"{what}: wrong bytes at offset {got}"
+        got += len(d)
+
+
+def read_pattern_until_end(s, limit, what):
+    """Read PATTERN bytes until the connection ends: (how, bytes read), how 'eof' or 'reset'.
+    Every byte must be the pattern's; more than limit bytes is an error."""
+    got = 0
+    while True:
+        try:
+            d = s.recv(len(PATTERN))
+        except (ConnectionResetError, BrokenPipeError):
+            return "reset", got
+        except socket.timeout:
+            raise AssertionError(f"{what}: no EOF nor reset 5 s after {got} bytes") from None
+        if not d:
+            return "eof", got
+        assert d == pattern_at(got, len(d)), f"{what}: wrong bytes at offset {got}"
+        got += len(d)
+        assert got <= limit, f"{what}: {got} bytes, the server sent {limit}"
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("direction", ["inbound", "outbound"])
-def test_far_end_resets_mid_stream(qp, netns, direction):
+def test_far_end_resets_mid_stream(qp, netns, direction, tmp_path):
+    """The server resets after 4 MiB. Within the half next to it, the reset closes both
+    sides at once; whether the client then sees a reset or an EOF is decided by the link
+    between the halves, which carries no reset: neither vsock nor its Unix-socket
+    emulation has one. A Unix stream socket closed with bytes still unread in it resets
+    its peer, and one closed with none unread gives its peer a plain EOF (tests/unit/
+    test_relay.c, `reset`). So:
+    - the client sends nothing (even rounds): nothing is left unread in the link, and the
+      client reads an EOF, after a prefix of the stream;
+    - the client has filled the path with bytes the server never reads before the server
+      resets (odd rounds): the half next to the server leaves them unread in the link,
+      the other half's write to the link fails, and the client sees a reset."""
     nbytes = 4 * MiB
-    server, connect, halves = setup_rule(qp, netns, direction, "resetmid", nbytes)
+    trigger = tmp_path / "reset-now"
+    server, connect, halves = setup_rule(qp, netns, direction, "resetmid", nbytes, trigger)
     baseline = {p.name: p.nfds() for p in halves}  # no connection yet: the idle count
     rounds = 8
     for i in range(rounds):
-        s = connect()
-        pusher = None
-        try:
+        what = f"round {i}"
+        with connect() as s:
             s.settimeout(5)
-            if i % 2:  # every other client is sending too when the reset comes
-                def push(sock=s):
-                    try:
-                        sock.sendall(os.urandom(MiB))
-                    except OSError:
-                        pass
-                pusher = threading.Thread(target=push, daemon=True)
-                pusher.start()
-            got = 0
-            how = None
-            while how is None:
-                try:
-                    d = s.recv(len(PATTERN))
-                except (ConnectionResetError, BrokenPipeError):
-                    how = "reset"
-                    break
-                except socket.timeout:
-                    raise AssertionError(f"round {i}: no EOF nor reset 5 s after "
-                                         f"{got} bytes") from None
-                if not d:
-                    how = "eof"
-                    break
-                assert d == pattern_at(got, len(d)), f"round {i}: wrong bytes at offset {got}"
-                got += len(d)
+            if i % 2 == 0:
+                s.sendall(b"n")  # the server resets as soon as it has sent its bytes
+                how, got = read_pattern_until_end(s, nbytes, what)
+                assert how == "eof", f"{what}: the client saw a {how}, not an EOF"
+            else:
+                s.sendall(b"w")  # the server waits for the trigger
+                read_pattern(s, nbytes, what)
+                filled = send_until_stalled(s, hashlib.sha256(), limit=512 * MiB)
+                trigger.touch()
+                s.setblocking(True)
+                s.settimeout(5)
+                how, got = read_pattern_until_end(s, 0, what)
+                assert how == "reset", (f"{what}: the client saw a {how}, not a reset, after "
+                                        f"filling the path with {filled} bytes")
             t_end = time.monotonic()
-            assert got <= nbytes, f"round {i}: {got} bytes, the server sent {nbytes}"
             lines = wait_until(lambda: [l for l in server.stdout().splitlines()
                                         if l.startswith("reset ")][i:], 5,
                                f"the server's reset line {i}")
             t_reset = float(lines[0].split()[1])
-            assert t_end - t_reset < 1.0, (f"round {i}: the client saw the end ({how}) "
+            assert t_end - t_reset < 1.0, (f"{what}: the client saw the end ({how}) "
                                            f"{t_end - t_reset:.2f} s after the server's reset")
-        finally:
-            s.close()
-            if pusher:
-                pusher.join(10)
         wait_fds(halves, baseline, 2, f"after round {i}")
     assert all(p.alive() for p in halves)
 
@@ -420,14 +429,75 @@ def test_far_end_stalls_mid_stream(qp, netns, direction, tmp_path):
     rss.assert_bounded(qp.binary)
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("splice", [True, False], ids=["splice", "QPROXY_SPLICE=0"])
+def test_in_flight_bytes_sit_in_a_kernel_pipe_or_a_buffer(qp, tmp_path, splice):
+    """The server stops reading, the client keeps sending: each half holds what it has taken
+    in and cannot pass on. Splicing, that is a kernel pipe of RELAY_PIPE (256 KiB) per
+    direction, which it stops filling once full (seen through a copy of its fd, pidfd_getfd);
+    with QPROXY_SPLICE=0 it is a buffer of RELAY_BUF (64 KiB) and no kernel pipe exists.
+    The host half runs under strace: some splice calls in the first mode, none in the
+    second. Then the server resumes, and every byte arrives."""
+    trigger = tmp_path / "resume"
+    hp = free_tcp_port()
+    cfg = qp.config(inbound=[(hp, 6000, 9000)])
+    qp.server("stall", 6000, trigger, MiB)
+    mode = {} if splice else {"QPROXY_SPLICE": "0"}
+    enclave = qp.enclave(cfg, env=mode)
+    trace = tmp_path / "host.strace"
+    env = {"RUST_LOG": "info", "QPROXY_STATUS_SOCKET": str(qp.status_socket()), **mode}
+    if sanitized(qp.binary):  # LeakSanitizer cannot run under ptrace; the other tests leak-check
+        env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                     "detect_leaks=0"]))
+    tracer = qp.procs.start("strace", [
+        "strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=splice", "-o", str(trace),
+        qp.binary, "host", f"--config={cfg}", "--vsock-dir", str(qp.vsock_dir), "4"], env=env)
+    host = Tracee("host", tracer, qp.binary)
+    qp.wait_host(tracer, cfg)
+    qp.wait_linked(tracer)
+    halves = (host, enclave)
+    idle = {p.name: set(pipes_of(p.pid)) for p in halves}  # the resolver's own, say
+    sent = hashlib.sha256()
+    with inbound_connect(hp)() as s:
+        written = send_until_stalled(s, sent, limit=256 * MiB)
+        for p in halves:
+            relay = {k: v for k, v in pipes_of(p.pid).items() if k not in idle[p.name]}
+            if not splice:
+                assert relay == {}, f"{p.name}: kernel pipes with QPROXY_SPLICE=0: {relay}"
+                continue
+            # The client's direction is stuck in both halves; the other has nothing in flight.
+            assert len(relay) == 1, f"{p.name}: {len(relay)} kernel pipes in flight: {relay}"
+            (fds,) = relay.values()
+            assert len(fds) == 2, f"{p.name}: pipe ends {fds}"
+            cap, queued = pipe_state(p.pid, fds[0])
+            print(f"{p.name}: kernel pipe of {cap} bytes holds {queued}")
+            assert cap == RELAY_PIPE
+            assert 0 < queued <= RELAY_PIPE
+        trigger.touch()  # the server resumes
+        s.setblocking(True)
+        s.settimeout(30)
+        s.shutdown(socket.SHUT_WR)
+        answer = recv_all(s)
+    assert answer == b"received %d bytes sha256 %s\n" % (written, sent.hexdigest().encode())
+    assert host.stop() == 0
+    calls = [line for line in trace.read_text().splitlines() if "splice(" in line]
+    print(f"stalled after {written / MiB:.1f} MiB; {len(calls)} splice calls in the host half")
+    if splice:
+        assert calls, "no splice call in the host half"
+    else:
+        assert calls == [], f"QPROXY_SPLICE=0, yet: {calls[:3]}"
+
+
 def path_buffer_bound():
     """The most the kernel can hold on a path of four TCP sockets and a Unix pair, plus
-    qproxy's two 64 KiB pipe buffers: what a throttled sender can have sent beyond what
-    the client read. Real holdings are far below; this is the ceiling qproxy adds nothing to."""
+    what qproxy's two halves hold in flight in this direction (a RELAY_PIPE kernel pipe
+    each when splicing, as here; a RELAY_BUF buffer with QPROXY_SPLICE=0): what a
+    throttled sender can have sent beyond what the client read. Real holdings are far
+    below; this is the ceiling qproxy adds nothing to."""
     rmem = sysctl_int("net.ipv4.tcp_rmem")
     wmem = sysctl_int("net.ipv4.tcp_wmem")
     unix = max(sysctl_int("net.core.wmem_max"), sysctl_int("net.core.rmem_max"))
-    return 2 * rmem + 2 * wmem + 2 * unix + 2 * 65536
+    return 2 * rmem + 2 * wmem + 2 * unix + 2 * RELAY_PIPE
 
 
 def fionread(sock):
