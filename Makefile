@@ -41,7 +41,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=build/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all static test test-unit test-sanitize test-e2e-asan bench bench-quick soak test-config test-e2e test-vm fuzz demo deps clean format
+.PHONY: all static test test-unit test-sanitize test-e2e-asan bench bench-quick soak test-config test-e2e test-vm test-image fuzz demo deps clean format
 
 all: build/qproxy
 
@@ -105,7 +105,7 @@ build/.deps-%: scripts/install-deps.sh | build
 # .SECONDARY: make must not delete the per-CPU include dirs and stamps as intermediates.
 .SECONDARY:
 
-test: test-unit test-sanitize test-config test-e2e test-e2e-asan test-vm fuzz
+test: test-unit test-sanitize test-config test-e2e test-e2e-asan test-vm test-image fuzz
 
 test-unit: $(UNIT_BINS) | build/.deps-all
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -119,6 +119,11 @@ test-e2e: build/qproxy build/qproxy-static | build/.deps-all
 # The static binary in a tiny initramfs under QEMU, over real AF_VSOCK (vsock_loopback).
 test-vm: build/qproxy-static | build/.deps-all
 	tests/vm/run.sh build/qproxy-static
+
+# Dockerfile.build (both CPUs) and Dockerfile.enclave built with podman as the README tells
+# users, the binaries checked, and the enclave image booted under QEMU as its EIF would be.
+test-image: | build/.deps-all
+	tests/image/run.sh
 
 # libFuzzer with ASan and UBSan; FUZZ_SECONDS per target, from the committed corpus.
 FUZZ_SECONDS ?= 30
