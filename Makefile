@@ -41,7 +41,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=build/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all static test test-unit test-sanitize test-e2e-asan test-e2e-aarch64 bench bench-quick soak test-config test-e2e test-vm fuzz demo deps clean format
+.PHONY: all static test test-unit test-sanitize test-e2e-asan test-e2e-aarch64 bench bench-quick soak test-config test-e2e test-vm test-image fuzz demo deps clean format
 
 all: build/qproxy
 
@@ -117,7 +117,7 @@ build/.deps-%: scripts/install-deps.sh | build
 # .SECONDARY: make must not delete the per-CPU include dirs and stamps as intermediates.
 .SECONDARY:
 
-test: test-unit test-sanitize test-config test-e2e test-e2e-aarch64 test-e2e-asan test-vm-all fuzz
+test: test-unit test-sanitize test-config test-e2e test-e2e-aarch64 test-e2e-asan test-vm-all test-image fuzz
 
 test-unit: $(UNIT_BINS) | build/.deps-all
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -148,6 +148,11 @@ test-vm: $(STATIC) | build/.deps-all
 test-vm-all:
 	$(MAKE) test-vm ARCH=x86_64
 	$(MAKE) test-vm ARCH=aarch64
+
+# Dockerfile.build (both CPUs) and Dockerfile.enclave built with podman as the README tells
+# users, the binaries checked, and the enclave image booted under QEMU as its EIF would be.
+test-image: | build/.deps-all
+	tests/image/run.sh
 
 # libFuzzer with ASan and UBSan; FUZZ_SECONDS per target, from the committed corpus.
 FUZZ_SECONDS ?= 30

@@ -8,17 +8,17 @@
 set -euo pipefail
 
 profile=${1:-all}
-# Keep in step with Dockerfile.build, which installs the same list itself.
 build_packages=(gcc libc6-dev linux-libc-dev make musl-tools libinih-dev)
 host_arch=$(uname -m)
 
-# The static build for a CPU (uname -m spelling): the native toolchain, or Debian's
-# cross compiler with musl, inih and the kernel headers of that architecture.
+# The static build for a CPU (uname -m spelling): the native toolchain, or make and
+# Debian's cross compiler with musl, inih and the kernel headers of that architecture
+# (all Dockerfile.build installs).
 static_packages() {
 	case "$1" in
 	"$host_arch") echo "${build_packages[@]}" ;;
-	aarch64) echo gcc-aarch64-linux-gnu musl-dev:arm64 libinih-dev:arm64 linux-libc-dev:arm64 ;;
-	x86_64) echo gcc-x86-64-linux-gnu musl-dev:amd64 libinih-dev:amd64 linux-libc-dev:amd64 ;;
+	aarch64) echo make gcc-aarch64-linux-gnu musl-dev:arm64 libinih-dev:arm64 linux-libc-dev:arm64 ;;
+	x86_64) echo make gcc-x86-64-linux-gnu musl-dev:amd64 libinih-dev:amd64 linux-libc-dev:amd64 ;;
 	*)
 		echo "install-deps: no static build for CPU '$1' (x86_64 or aarch64)" >&2
 		return 1
