@@ -101,7 +101,7 @@ static bool pipe_wants_read(const struct pipe *p)
 	return !p->eof && !p->full && p->off + p->len < pipe_cap(p);
 }
 
-/* EINVAL: these sockets cannot splice (AF_VSOCK before Linux 6.x, say). */
+/* EINVAL: the kernel cannot splice these sockets; none of the kernels we run refuses any. */
 static bool splice_unsupported(int err)
 {
 	return err == EINVAL || err == ENOSYS || err == EOPNOTSUPP;

@@ -86,7 +86,7 @@ def test_addresses_tried_in_order_5_s_each(qp, netns, link, name):
     qp.wait_linked(host)
     before = tcp_counters(host.pid)
     t0 = time.monotonic()
-    rule = "outbound 9001: vsock (emulated) -> "
+    rule = f"outbound {name}:{port}: vsock (emulated) -> "
     if name == "all-blackholed.test":
         with netns.connect("127.0.0.1", port) as s:
             how, _ = closed_within(s, DEADLINE)

@@ -125,7 +125,7 @@ def test_client_abort_reaches_the_server(qp, netns, direction):
         far = qp.host(cfg)
         near = qp.enclave(cfg)
         s = netns.connect("127.0.0.1", port)
-        label = "outbound 9001"  # an outbound rule is named by its vsock port
+        label = f"outbound 127.0.0.1:{port}"  # an outbound rule is named by its far end
     with s:
         assert recv_exactly(s, 6) == b"hello\n"  # the server is there
         s.sendall(b"partial")

@@ -110,7 +110,7 @@ def test_each_outbound_rule_reaches_only_its_own_server(qp, netns, two_outbound)
         assert got == whoami_answer("APP", pre), f"inbound, {label}: {got[:200]!r}"
         n += 1
     # The control port is no way through either: a preamble there is a protocol error.
-    # (Each such peer replaces the enclave's link for a moment: it reconnects by itself.)
+    # (Each such peer is a candidate until its HELLO decodes: the enclave's link stays up.)
     for label, pre in preambles(t["forbidden"]).items():
         try:
             got = exchange(unix_connect(qp.vsock_path(3, 6666)), pre)

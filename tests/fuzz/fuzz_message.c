@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for control messages as the enclave half receives them from
- * the host: no input may crash the decoder, read out of bounds or allocate more
- * than it holds; and what it accepts must encode and decode again to the same.
+ * the host, and for the status reply as `qproxy status` receives it: no input may
+ * crash the decoder, read out of bounds or allocate more than it holds; and what
+ * it accepts must encode and decode again to the same.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static uint8_t again[MSG_MAX];
+static uint8_t again[MSG_STATUS_MAX];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -19,24 +20,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[128];
 
 	if (msg_decode(data, size, &m, err, sizeof(err)) == 0 && m.type >= MSG_HELLO &&
-	    m.type <= MSG_STATS) {
+	    m.type <= MSG_STATUS) {
 		size_t n = msg_encode(&m, again, sizeof(again));
 		if (n == 0 || msg_decode(again, n, &d, err, sizeof(err)) != 0)
 			abort();
 		/* Each type carries its own fields; the others are not sent again. */
 		if (d.type != m.type)
 			abort();
-		if (m.type == MSG_HELLO &&
+		if ((m.type == MSG_HELLO || m.type == MSG_STATUS) &&
 		    (d.nrules != m.nrules || strcmp(d.version, m.version) != 0 ||
 		     (m.nrules && memcmp(d.rules, m.rules, m.nrules * sizeof(*m.rules)) != 0)))
 			abort();
 		if (m.type == MSG_LOG && (d.level != m.level || strcmp(d.text, m.text) != 0))
 			abort();
-		if (m.type >= MSG_HEARTBEAT && d.seq != m.seq)
+		if (m.type >= MSG_HEARTBEAT && m.type <= MSG_STATS && d.seq != m.seq)
 			abort();
-		if (m.type == MSG_STATS &&
+		if ((m.type == MSG_STATS || m.type == MSG_STATUS) &&
 		    (d.nstats != m.nstats ||
 		     (m.nstats && memcmp(d.stats, m.stats, m.nstats * sizeof(*m.stats)) != 0)))
+			abort();
+		if (m.type == MSG_STATUS &&
+		    (d.cid != m.cid || d.connected != m.connected ||
+		     strcmp(d.peer_version, m.peer_version) != 0 ||
+		     d.has_peer_stats != m.has_peer_stats || d.npeer_stats != m.npeer_stats ||
+		     (m.npeer_stats &&
+		      memcmp(d.peer_stats, m.peer_stats, m.npeer_stats * sizeof(*m.peer_stats)) != 0)))
 			abort();
 		msg_free(&d);
 	}

@@ -383,8 +383,8 @@ static int with_copy(void **state)
 /*
  * splice(2) as relay.c sees it: this definition stands in for libc's in the test binary.
  * It is the real system call unless a test makes it refuse with EINVAL, as the kernel does
- * for sockets it cannot splice (AF_VSOCK before Linux 6.x). We found no socket type that
- * refuses on the kernels we run (recent kernels splice any socket), so it is made here.
+ * for a socket it cannot splice. No socket we use refuses on the kernels we run (Unix, TCP
+ * and AF_VSOCK all splice on 6.1: the VM test checks the last), so the refusal is made here.
  */
 static enum { SPLICE_REAL, SPLICE_REFUSE_ALL, SPLICE_REFUSE_OUT, SPLICE_REFUSE_OUT_OVER_BUF } splice_mode;
 static unsigned splice_refused;
