@@ -339,7 +339,7 @@ refused() {
 
 # Run 3: the host half expects the enclave at CID 5; the enclave half connects from CID 1.
 start_halves host-cid-5 5 1
-refused host-cid-5 outbound "$HLOG" 'outbound 7777: refused vsock 1:[0-9]*: only CID 5 may connect' \
+refused host-cid-5 outbound "$HLOG" 'outbound 127.0.0.1:6000: refused vsock 1:[0-9]*: only CID 5 may connect' \
 	$ENC_NS wget -q -O - http://127.0.0.1:6000/
 refused host-cid-5 control "$HLOG" 'control: refused vsock 1:[0-9]*: only CID 5 may connect'
 stop_halves host-cid-5
