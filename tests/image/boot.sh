@@ -49,8 +49,8 @@ for f in "$BUSYBOX" "$BIN"; do
 done
 podman image exists "$IMAGE" || die "no podman image $IMAGE"
 
-# shellcheck source=tests/image/vm.sh
-. "$HERE/vm.sh"
+# shellcheck source=tests/vm/lib.sh
+. "$HERE/../vm/lib.sh"
 vm_pick_kernel || die "$VM_ERROR"
 
 mkdir -p "$OUT"
@@ -65,7 +65,7 @@ T=$STAGE/qproxy-test
 mkdir -p "$T/image"
 vm_stage_modules "$T/modules" vsock_loopback || die "$VM_ERROR"
 cp "$HERE/init.sh" "$T/init"
-cp "$HERE/guest.sh" "$T/guest.sh"
+cp "$HERE/../vm/guest.sh" "$T/guest.sh"
 cp "$BUSYBOX" "$T/busybox"
 cp "$BIN" "$T/qproxy"
 cp "$CONFIG" "$T/config_qproxy.toml"

@@ -20,7 +20,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 GUEST_TAG=IMAGE-TEST
 GUEST_LOGS="$T/log/*.log"
-# shellcheck source=tests/image/guest.sh
+# shellcheck source=tests/vm/guest.sh
 . $T/guest.sh
 
 netns() { readlink "/proc/$1/ns/net"; }

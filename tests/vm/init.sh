@@ -16,51 +16,11 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 CONF=/etc/qproxy.toml
-FAILED=
-PIDS=
+GUEST_TAG=VM-TEST
+GUEST_LOGS="/tmp/*.log"
+# shellcheck source=tests/vm/guest.sh
+. /guest.sh
 
-finish() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	sync
-	poweroff -f
-	sleep 30
-}
-
-show_logs() {
-	for f in /tmp/*.log; do
-		[ -s "$f" ] || continue
-		echo "--- $f"
-		cat "$f"
-	done
-}
-
-# Setup failures end the run at once; check failures are collected.
-abort() {
-	echo "VM-TEST: FAIL $*"
-	show_logs
-	finish
-}
-
-ok() { echo "ok   $*"; }
-bad() {
-	echo "FAIL $*"
-	FAILED="$FAILED${FAILED:+, }$1"
-}
-
-# Polls, never fixed sleeps: $1 tenths of a second at most for the rest to succeed.
-poll() {
-	local n="$1"
-	shift
-	while ! "$@"; do
-		n=$((n - 1))
-		[ "$n" -gt 0 ] || return 1
-		sleep 0.1
-	done
-}
-
-# Readiness from /proc/PID/net/tcp, which shows the sockets of PID's namespace.
-listening() { grep -q ":$(printf %04X "$2") 00000000:0000 0A" "/proc/$1/net/tcp"; }
-has_line() { grep -q "$2" "$1" 2>/dev/null; }
 other_netns() { [ "$(readlink "/proc/$1/ns/net")" != "$(readlink /proc/1/ns/net)" ]; }
 
 # Runs a client for at most $1 seconds; its output, or why there is none, in $out.
@@ -350,10 +310,4 @@ refused parent-cid-5 inbound "$ELOG" 'inbound 5050: refused vsock 1:[0-9]*: only
 	wget -q -O - http://127.0.0.1:5050/
 stop_halves parent-cid-5
 
-if [ -z "$FAILED" ]; then
-	echo "VM-TEST: PASS"
-else
-	show_logs
-	echo "VM-TEST: FAIL $FAILED"
-fi
-finish
+verdict

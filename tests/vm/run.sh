@@ -85,31 +85,8 @@ for tool in "$QEMU" gzip timeout readelf; do
 	command -v "$tool" >/dev/null ||
 		die "missing $tool (apt-get install -y $QEMU_PKG gzip coreutils binutils)"
 done
-MODINFO=$(command -v modinfo || echo /usr/sbin/modinfo)
-[ -x "$MODINFO" ] || die "missing modinfo (apt-get install -y kmod)"
-
-# Kernel modules in load order, dependencies first: MODFILES gets their files.
-module_walk() {
-	local moddir=$1 name=$2 file dep
-	case "$SEEN" in *" $name "*) return 0 ;; esac
-	file=$(find "$moddir/kernel" -name "$name.ko*" -print -quit)
-	[ -n "$file" ] || file=$(find "$moddir/kernel" -name "${name//_/-}.ko*" -print -quit)
-	[ -n "$file" ] || die "no kernel module $name under $moddir"
-	for dep in $("$MODINFO" -F depends "$file" | tr ',' ' '); do
-		module_walk "$moddir" "$dep"
-	done
-	MODFILES+=("$file")
-	SEEN="$SEEN$name "
-}
-# modules_in MODDIR: MODFILES gets the files of $MODULES and their dependencies.
-modules_in() {
-	local m
-	MODFILES=()
-	SEEN=" "
-	for m in $MODULES; do
-		module_walk "$1" "$m"
-	done
-}
+# shellcheck source=tests/vm/lib.sh
+. "$HERE/lib.sh"
 
 # Debian packages for the guest's CPU, fetched once into build/vm/CPU/ and unpacked
 # there with dpkg-deb (never installed). A foreign CPU needs its architecture in
@@ -161,10 +138,10 @@ kernel_package() {
 		sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -n 1
 }
 
-# A fetched kernel is kept as build/vm/CPU/linux-VER/{vmlinuz,lib/modules/VER/...}
-# with only the modules the guest loads (the package unpacks to ~350 MB).
+# A fetched kernel is kept as build/vm/CPU/linux-VER/vmlinuz, with the modules the guest
+# loads staged beside it in modules/ (the package unpacks to ~350 MB).
 fetch_kernel() {
-	local pkg tmp kver image f rel dest
+	local pkg tmp kver image dest
 	apt_ready
 	pkg=$(kernel_package)
 	[ -n "$pkg" ] || die "no kernel package linux-image-$DEB_ARCH:$DEB_ARCH known to apt"
@@ -185,47 +162,32 @@ fetch_kernel() {
 	else
 		cp "$image" "$dest/vmlinuz"
 	fi
-	modules_in "$tmp/lib/modules/$kver"
-	for f in "${MODFILES[@]}"; do
-		rel=${f#"$tmp"/}
-		mkdir -p "$dest/$(dirname "$rel")"
-		cp "$f" "$dest/$rel"
-	done
+	MODDIR=$tmp/lib/modules/$kver
+	vm_stage_modules "$dest/modules" $MODULES || { rm -rf "$tmp"; die "$VM_ERROR"; }
 	rm -rf "$tmp"
-	touch "$dest/.complete"
+	touch "$dest/.staged"
 }
 
-# The kernel: VM_KERNEL; or the machine's own newest with vsock_loopback, when the CPU
-# is its own; or Debian's package for the CPU, fetched once.
-has_loopback() { compgen -G "$1/kernel/net/vmw_vsock/vsock_loopback.ko*" >/dev/null; }
-KERNEL=${VM_KERNEL:-}
-KVER=${VM_KVER:-}
-MODDIR=
-if [ -n "$KERNEL" ]; then
-	[ -n "$KVER" ] || KVER=${KERNEL##*/vmlinuz-}
-	MODDIR=/lib/modules/$KVER
-elif [ "$NATIVE" = 1 ]; then
-	for k in $(compgen -G "/boot/vmlinuz-*" | sort -rV); do
-		v=${k#/boot/vmlinuz-}
-		if has_loopback "/lib/modules/$v"; then
-			KERNEL=$k KVER=$v MODDIR=/lib/modules/$v
-			break
-		fi
-	done
-fi
-if [ -z "$KERNEL" ]; then
-	cached=$(compgen -G "$OUT/linux-*/.complete" | sort -rV | head -n 1 || true)
+# The kernel: VM_KERNEL, or the machine's own newest with vsock_loopback when the CPU is
+# its own (lib.sh's vm_pick_kernel); else Debian's package for the CPU, fetched once, its
+# modules staged already (STAGED).
+STAGED=
+if [ -n "${VM_KERNEL:-}" ]; then
+	vm_pick_kernel || die "$VM_ERROR"
+elif [ "$NATIVE" = 1 ] && vm_pick_kernel; then
+	: # this machine's
+else
+	cached=$(compgen -G "$OUT/linux-*/.staged" | sort -rV | head -n 1 || true)
 	if [ -z "$cached" ]; then
 		fetch_kernel
-		cached=$(compgen -G "$OUT/linux-*/.complete" | sort -rV | head -n 1)
+		cached=$(compgen -G "$OUT/linux-*/.staged" | sort -rV | head -n 1)
 	fi
 	dir=$(dirname "$cached")
 	KVER=${dir##*/linux-}
 	KERNEL=$dir/vmlinuz
-	MODDIR=$dir/lib/modules/$KVER
+	STAGED=$dir/modules
+	[ -r "$KERNEL" ] || die "no kernel: cannot read $KERNEL"
 fi
-[ -r "$KERNEL" ] || die "no kernel: cannot read $KERNEL"
-has_loopback "$MODDIR" || die "no kernel modules: $MODDIR has no vsock_loopback.ko"
 
 # Busybox: the machine's busybox-static when the CPU is its own, else Debian's for the CPU.
 BUSYBOX=/bin/busybox
@@ -254,19 +216,11 @@ trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/etc" "$STAGE/lib/modules"
 
 # Modules decompressed for busybox insmod, with the order to load them in.
-modules_in "$MODDIR"
-for file in "${MODFILES[@]}"; do
-	name=$(basename "$file")
-	name=${name%%.ko*}
-	case "$file" in
-	*.ko) cp "$file" "$STAGE/lib/modules/$name.ko" ;;
-	*.ko.xz) xz -dc "$file" >"$STAGE/lib/modules/$name.ko" ;;
-	*.ko.zst) zstd -qdc "$file" >"$STAGE/lib/modules/$name.ko" ;;
-	*.ko.gz) gzip -dc "$file" >"$STAGE/lib/modules/$name.ko" ;;
-	*) die "cannot unpack $file" ;;
-	esac || die "cannot unpack $file"
-	echo "$name" >>"$STAGE/lib/modules/load-order"
-done
+if [ -n "$STAGED" ]; then
+	cp "$STAGED"/* "$STAGE/lib/modules/" || die "cannot copy $STAGED"
+else
+	vm_stage_modules "$STAGE/lib/modules" $MODULES || die "$VM_ERROR"
+fi
 
 "${CC_MUSL[@]}" -static -Os -s -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow \
 	-Wstrict-prototypes -Wmissing-prototypes -o "$STAGE/bin/halfclose" "$HERE/halfclose.c" ||
@@ -276,6 +230,7 @@ cp "$BUSYBOX" "$STAGE/bin/busybox"
 cp "$BIN" "$STAGE/bin/qproxy"
 cp "$HERE/init.sh" "$STAGE/init"
 chmod 755 "$STAGE/init"
+cp "$HERE/guest.sh" "$STAGE/guest.sh"
 cp "$HERE"/*.toml "$STAGE/etc/"
 echo "127.0.0.1 localhost" >"$STAGE/etc/hosts"
 
@@ -290,45 +245,13 @@ INITRD=$OUT/initramfs.cpio.gz
 vm_pick_accel "$QEMU" "$KERNEL" "${MACHINE[@]}" || die "bad VM_ACCEL"
 echo "run.sh: booting $ARCH $KERNEL with $(basename "$BIN") ($(du -h "$INITRD" | cut -f1) initramfs, $ACCEL_NAME, timeout ${TIMEOUT}s)"
 
-start=$(date +%s)
-qemu=(timeout -k 5 "$TIMEOUT" "$QEMU" "${MACHINE[@]}" "${ACCEL[@]}" -m 512 -smp 2
-	-nodefaults -no-reboot -display none -serial stdio
-	-kernel "$KERNEL" -initrd "$INITRD"
-	-append "console=$CONSOLE panic=-1 quiet")
-set +e
-if [ "${VM_VERBOSE:-0}" = 1 ]; then
-	"${qemu[@]}" </dev/null 2>&1 | tee "$LOG"
-	rc=${PIPESTATUS[0]}
-else
-	"${qemu[@]}" </dev/null >"$LOG" 2>&1
-	rc=$?
-fi
-set -e
-secs=$(($(date +%s) - start))
 rel=${LOG#"$ROOT"/}
-
-# The serial console ends lines with \r\n.
-verdict=$(tr -d '\r' <"$LOG" | grep -a '^VM-TEST: ' | tail -n 1 || true)
-if [ "$verdict" = "VM-TEST: PASS" ]; then
-	tr -d '\r' <"$LOG" | grep -a -E '^(vm-test:|ok |FAIL )' || true
-	echo "VM-TEST: PASS ($ARCH, $secs s; console in $rel)"
+if vm_boot VM-TEST "$LOG" "$TIMEOUT" "$QEMU" "${MACHINE[@]}" "${ACCEL[@]}" -m 512 -smp 2 \
+	-nodefaults -no-reboot -display none -serial stdio \
+	-kernel "$KERNEL" -initrd "$INITRD" -append "console=$CONSOLE panic=-1 quiet"; then
+	echo "VM-TEST: PASS ($ARCH, $VM_SECS s; console in $rel)"
 	exit 0
 fi
-
-if [ -n "$verdict" ]; then
-	why="the guest reported: ${verdict#VM-TEST: FAIL }"
-elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-	why="timeout: no verdict from the guest after ${TIMEOUT}s"
-elif grep -a -q 'Kernel panic' "$LOG"; then
-	why="guest kernel panic: $(tr -d '\r' <"$LOG" | grep -a -m1 'Kernel panic')"
-elif [ "$rc" != 0 ]; then
-	why="qemu failed with exit code $rc"
-else
-	why="the guest stopped without a verdict"
-fi
-echo "---- console ($rel) ----" >&2
-tr -d '\r' <"$LOG" >&2
-echo "---- end of console ----" >&2
-echo "run.sh: $why ($ARCH, $secs s)" >&2
-echo "VM-TEST: FAIL $why" >&2
+echo "run.sh: $VM_ERROR ($ARCH, $VM_SECS s; console in $rel)" >&2
+echo "VM-TEST: FAIL $VM_ERROR" >&2
 exit 1

@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034 # KERNEL, VM_ERROR and the rest are for the caller
-# Sourced by scripts that boot Debian's kernel under QEMU with vsock_loopback (tests/image;
-# tests/vm/run.sh holds the same steps and could source this too):
+# Sourced by the scripts that boot Debian's kernel under QEMU with vsock_loopback
+# (tests/vm/run.sh, tests/image/boot.sh):
 #
 #   vm_pick_kernel            sets KERNEL, KVER and MODDIR; VM_KERNEL and VM_KVER override
 #   vm_stage_modules DIR M... copies modules M and what they depend on (modinfo -F depends)
