@@ -38,6 +38,8 @@ all) packages=("${build_packages[@]}"
 	python3-pytest socat curl netcat-openbsd iproute2 openssl procps valgrind
 	# real servers and clients for the end-to-end tests and benchmarks
 	redis-server nginx-light apache2-utils iperf3
+	# the benchmarks' pgbench (with its own throwaway cluster: see bench/README.md)
+	postgresql
 	# the VM tests (static binary in an initramfs under QEMU, real AF_VSOCK), both CPUs
 	busybox-static qemu-system-x86 qemu-system-arm linux-image-amd64 kmod xz-utils zstd
 	# the aarch64 build, run under qemu-user in the end-to-end tests
@@ -97,5 +99,22 @@ if [ ! -e "$policy" ]; then
 fi
 cleanup() { if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
+# postgresql's install creates a cluster (15/main, port 5432) and would start it, and
+# again at every boot: the bench makes a throwaway cluster of its own, so the one the
+# install creates is stopped and set to start by hand only (pg_ctlcluster 15 main start).
+clusters_before=$(pg_lsclusters -h 2>/dev/null | awk '{print $1 "/" $2}' || true)
 apt-get install -y --no-install-recommends "${missing[@]}"
+if command -v pg_lsclusters >/dev/null 2>&1; then
+	pg_lsclusters -h | while read -r version name _port status _rest; do
+		if printf '%s\n' "$clusters_before" | grep -qx "$version/$name"; then
+			continue
+		fi
+		case $status in online*) pg_ctlcluster "$version" "$name" stop || true ;; esac
+		conf=/etc/postgresql/$version/$name/start.conf
+		if [ -f "$conf" ]; then
+			sed -i 's/^auto$/manual/' "$conf"
+			echo "install-deps: postgresql cluster $version/$name: stopped, starts by hand only"
+		fi
+	done
+fi
 echo "install-deps: installed: ${missing[*]}"
