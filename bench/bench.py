@@ -21,8 +21,10 @@ import datetime
 import errno
 import hashlib
 import json
+import math
 import os
 import platform
+import pwd
 import re
 import resource
 import select
@@ -45,13 +47,14 @@ NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 SCALE_FD_SPARE = 64  # listeners, logs, the loop's own: what a half needs besides connections
 
 # Servers, inside the enclave namespace, on 127.0.0.1.
-SERVER = {"iperf": 15201, "redis": 15202, "http": 15203, "hold": 15204}
+SERVER = {"iperf": 15201, "redis": 15202, "http": 15203, "hold": 15204, "pg": 15205}
 # Front ports in the root namespace, per proxied path. qproxy's vsock port = its host port.
 FRONT = {
-    "qproxy": {"iperf": 15101, "redis": 15102, "http": 15103, "hold": 15104},
-    "socat": {"iperf": 15111, "redis": 15112, "http": 15113},
-    "socatb": {"iperf": 15121, "redis": 15122, "http": 15123},
+    "qproxy": {"iperf": 15101, "redis": 15102, "http": 15103, "hold": 15104, "pg": 15105},
+    "socat": {"iperf": 15111, "redis": 15112, "http": 15113, "pg": 15115},
+    "socatb": {"iperf": 15121, "redis": 15122, "http": 15123, "pg": 15125},
 }
+SOCAT_SVCS = ("iperf", "redis", "http", "pg")
 STARTUP_PORT = 15150  # qproxy host half / socat, in the startup measurement (root netns)
 
 PATHS = ["direct", "qproxy", "socat", "socatb"]
@@ -62,10 +65,18 @@ LABEL = {"direct": "direct", "qproxy": "qproxy", "socat": "socat",
 # it manages ~100 new connections/s. Every path gets the same redis requests (socat's
 # 100,000 take ~15 s per command at its ~7,000 req/s); ab's -t time limit bounds socat's
 # new connections, and direct and qproxy never reach it.
+# pgbench: quick mode keeps select-only alone, the small-request figure a regression in
+# the relay shows in first.
 FULL = dict(rounds=3, iperf_secs=5, redis_n=100000, ab_n=20000, ab_secs=15, scale_n=10000,
-            scale_probe_n=10000, startup_reps=20, retry_secs=120)
+            scale_probe_n=10000, startup_reps=20, retry_secs=120, pg_secs=5,
+            pg_modes=("ro", "rw"))
 QUICK = dict(rounds=1, iperf_secs=1, redis_n=5000, ab_n=2000, ab_secs=4, scale_n=1000,
-             scale_probe_n=2000, startup_reps=5, retry_secs=0)
+             scale_probe_n=2000, startup_reps=5, retry_secs=0, pg_secs=3, pg_modes=("ro",))
+# The throwaway PostgreSQL cluster: scale 10 is 1,000,000 accounts (~160 MB), in memory.
+PG_SCALE = 10
+PG_CLIENTS = 16
+PG_USER = "postgres"  # the server refuses to run as root; Debian's package makes this user
+PG_MODES = {"ro": ("select-only", ["-S"]), "rw": ("tpcb-like", [])}
 # A sample during which other processes took more than this share of the machine is
 # marked in the report, and measured again while the run's retry budget lasts.
 OTHERS_MAX = 0.10
@@ -306,6 +317,19 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def pg_bin():
+    """The newest PostgreSQL's bin directory (Debian: /usr/lib/postgresql/VERSION/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+def percentile(sorted_values, q):
+    """Nearest rank: the smallest value with at least q of all at or below it."""
+    n = len(sorted_values)
+    return sorted_values[min(n - 1, max(0, math.ceil(q * n) - 1))]
+
+
 # ---------------------------------------------------------------------------
 # The bench.
 
@@ -336,8 +360,13 @@ class Bench:
         self.notes = []
         self.scale = {}
         self.startup = {}
-        self.cpu_pids = {}
+        self.cpu_pids = {}  # path -> service -> (proxy pids, count their reaped children)
+        self.pg = None
+        self.pg_bin = pg_bin()
         self.t_start = time.monotonic()
+
+    def wants(self, part):
+        return not self.only or part in self.only
 
     # -- results
 
@@ -453,6 +482,61 @@ http {{
         for name, p in (("redis", self.redis), ("http", self.nginx)):
             wait_until(lambda: tcp_listening(SERVER[name], p.pid), 10,
                        f"{name} server in {ns}", [p])
+        if self.wants("pgbench"):
+            self.start_postgres()
+
+    def start_postgres(self):
+        """A throwaway cluster in WORK/pg, in the enclave namespace: no durability (fsync,
+        synchronous_commit, full_page_writes off), TCP on 127.0.0.1 only, its Unix socket in
+        WORK/pg rather than the system's; then pgbench's tables at scale PG_SCALE."""
+        if self.pg_bin is None:
+            raise SetupError("no pgbench under /usr/lib/postgresql/*/bin "
+                             "(apt-get install postgresql)")
+        try:
+            pw = pwd.getpwnam(PG_USER)
+        except KeyError:
+            raise SetupError(f"no user {PG_USER} to run the PostgreSQL server as "
+                             "(apt-get install postgresql makes it)") from None
+        d = self.work / "pg"
+        d.mkdir()
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+        data = d / "data"
+        as_pg = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+        rc, out, err = run(as_pg + [str(self.pg_bin / "initdb"), "-D", str(data), "-U", PG_USER,
+                                    "--auth=trust", "--no-locale", "-E", "UTF8", "--no-sync"], 120)
+        if rc != 0:
+            raise SetupError(f"initdb failed: {(err or out).strip()[-1000:]}")
+        self.pg = self.procs.start("postgres", as_pg + [
+            str(self.pg_bin / "postgres"), "-D", str(data), "-p", str(SERVER["pg"]),
+            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={d}",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "shared_buffers=256MB"], ns=self.ns)
+
+        def ready():
+            # What pg_ctl -w reads: the status line postmaster.pid ends with.
+            try:
+                return (data / "postmaster.pid").read_text().split("\n")[7].strip() == "ready"
+            except (OSError, IndexError):
+                return False
+        wait_until(ready, 30, f"postgres in {self.ns}", [self.pg])
+        t0 = time.monotonic()
+        rc, out, err = run(self.client("direct", [
+            str(self.pg_bin / "pgbench"), "-i", "-q", "-s", str(PG_SCALE), "-h", "127.0.0.1",
+            "-p", str(SERVER["pg"]), "-U", PG_USER, "postgres"]), 300)
+        if rc != 0:
+            raise SetupError(f"pgbench -i failed: {(err or out).strip()[-1000:]}")
+        log(f"postgres: throwaway cluster, pgbench -i -s {PG_SCALE} in "
+            f"{time.monotonic() - t0:.1f} s")
+
+    def stop_postgres(self):
+        # Immediate shutdown: the cluster is thrown away, no checkpoint is worth waiting for.
+        if self.pg is None or self.pg.poll() is not None:
+            return
+        try:
+            os.kill(self.pg.pid, signal.SIGQUIT)
+            self.pg.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
 
     def start_iperf_server(self):
         p = self.procs.start("iperf3-server", ["iperf3", "-s", "-B", "127.0.0.1", "-p",
@@ -487,7 +571,8 @@ http {{
             sock = self.vdir / f"4.{port}"
             wait_until(lambda: unix_listening(sock, self.q_enclave.pid), 10,
                        f"qproxy enclave half on {sock}", [self.q_enclave])
-        self.cpu_pids["qproxy"] = ([self.q_host.pid, self.q_enclave.pid], False)
+        halves = ([self.q_host.pid, self.q_enclave.pid], False)
+        self.cpu_pids["qproxy"] = {svc: halves for svc in FRONT["qproxy"]}
 
     def qproxy_env(self):
         """The caller's environment without qproxy's variables, and a private status
@@ -500,7 +585,7 @@ http {{
     def start_socat(self):
         for path, extra in (("socat", []), ("socatb", ["-b", "262144"])):
             parents = {}
-            for svc in ("iperf", "redis", "http"):
+            for svc in SOCAT_SVCS:
                 sock = self.vdir / f"{path}-{svc}"
                 back = self.procs.start(
                     f"{path}-{svc}-enclave",
@@ -516,7 +601,7 @@ http {{
                         f"UNIX-CONNECT:{sock}"])
                 wait_until(lambda: tcp_listening(port), 10, f"socat on :{port}", [front])
                 parents[svc] = [front.pid, back.pid]
-            self.cpu_pids[path] = (parents["iperf"], True)
+            self.cpu_pids[path] = {svc: (pids, True) for svc, pids in parents.items()}
 
     def smoke(self):
         """Every path carries a request end to end before anything is timed."""
@@ -531,7 +616,15 @@ http {{
             if rc != 0 or not re.search(r"Complete requests:\s+10\b", out) \
                     or not re.search(r"Failed requests:\s+0\b", out):
                 raise SetupError(f"HTTP via {LABEL[path]} failed: {out} {err}")
-        log("smoke: every path answers (redis PING, 10 HTTP GETs)")
+            if self.pg is None:
+                continue
+            rc, out, err = run(self.client(path, [
+                str(self.pg_bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port(path, "pg")),
+                "-U", PG_USER, "-Atc", "select count(*) from pgbench_branches", "postgres"]), 20)
+            if rc != 0 or out.strip() != str(PG_SCALE):
+                raise SetupError(f"postgres query via {LABEL[path]} failed: {out} {err}")
+        log("smoke: every path answers (redis PING, 10 HTTP GETs"
+            + (", a postgres query)" if self.pg else ")"))
 
     # -- helpers
 
@@ -554,10 +647,11 @@ http {{
             time.sleep(0.05)
         return True
 
-    def proxy_cpu(self, path):
-        pids, with_children = self.cpu_pids[path]
+    def proxy_cpu(self, path, svc):
+        """CPU seconds so far of the proxy processes that carry svc's connections."""
+        pids, with_children = self.cpu_pids[path][svc]
         if with_children and not self.wait_children_reaped(pids):
-            self.notes.append(f"{LABEL[path]}: children still running 10 s after an iperf3 "
+            self.notes.append(f"{LABEL[path]}: children still running 10 s after a {svc} "
                               "test; its CPU figure misses them")
         return sum(cpu_seconds(p, with_children) for p in pids)
 
@@ -566,13 +660,13 @@ http {{
     def m_iperf(self, path, streams):
         key = f"iperf{streams}"
         secs = self.p["iperf_secs"]
-        cpu0 = self.proxy_cpu(path) if path != "direct" else None
+        cpu0 = self.proxy_cpu(path, "iperf") if path != "direct" else None
         argv = ["iperf3", "-c", "127.0.0.1", "-p", str(self.port(path, "iperf")), "-t",
                 str(secs), "-J", "--connect-timeout", "5000"]
         if streams > 1:
             argv += ["-P", str(streams)]
         rc, out, err = run(self.client(path, argv), secs + 30)
-        cpu1 = self.proxy_cpu(path) if path != "direct" else None
+        cpu1 = self.proxy_cpu(path, "iperf") if path != "direct" else None
         try:
             j = json.loads(out)
         except ValueError:
@@ -595,14 +689,19 @@ http {{
 
     def m_redis(self, path):
         n = self.p["redis_n"]
+        cpu0 = self.proxy_cpu(path, "redis") if path != "direct" else None
         rc, out, err = run(self.client(path, [
             "redis-benchmark", "-h", "127.0.0.1", "-p", str(self.port(path, "redis")),
             "-t", "get,set", "-n", str(n), "-c", "50", "--csv", "--precision", "3"]), 180)
+        cpu1 = self.proxy_cpu(path, "redis") if path != "direct" else None
         rows = {}
         for line in out.splitlines():
             f = [x.strip('"') for x in line.split(",")]
             if len(f) == 8 and f[0] in ("GET", "SET"):
                 rows[f[0]] = f
+        if cpu0 is not None:  # n GETs and n SETs
+            ok = rc == 0 and len(rows) == 2
+            self.record("redis_cpu", path, (cpu1 - cpu0) / (2 * n) * 1e5 if ok else None)
         for cmd in ("GET", "SET"):
             k = cmd.lower()
             if rc != 0 or cmd not in rows:
@@ -641,6 +740,52 @@ http {{
             self.record("ab_p99", path, float(p99.group(1)))
         log(f"  ab {LABEL[path]:16} {float(m.group(1)):9.0f} conn/s  {ndone} done, failed {nfail}"
             + (f"  p99 {p99.group(1)} ms" if p99 else ""))
+
+    def m_pgbench(self, path, mode):
+        """pgbench for pg_secs seconds; tps from its output, latency percentiles from its
+        per-transaction logs (-l: one line per transaction, its time in microseconds)."""
+        name, extra = PG_MODES[mode]
+        key = f"pg_{mode}"
+        secs = self.p["pg_secs"]
+        logs = self.work / "pglog"
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir()
+        cpu = path != "direct" and mode == "ro"
+        cpu0 = self.proxy_cpu(path, "pg") if cpu else None
+        rc, out, err = run(self.client(path, [
+            str(self.pg_bin / "pgbench"), "-h", "127.0.0.1", "-p", str(self.port(path, "pg")),
+            "-U", PG_USER, "-c", str(PG_CLIENTS), "-j", "2", "-M", "extended", "-T", str(secs),
+            "-l", f"--log-prefix={logs / 'tx'}"] + extra + ["postgres"]), secs + 60)
+        cpu1 = self.proxy_cpu(path, "pg") if cpu else None
+        lat = []
+        for f in logs.glob("tx.*"):
+            for line in f.read_text().splitlines():
+                fields = line.split()
+                if len(fields) > 2 and fields[2].isdigit():  # a failed one says "failed"
+                    lat.append(int(fields[2]))
+        shutil.rmtree(logs)
+        tps = re.search(r"^tps = ([\d.]+)", out, re.M)
+        done = re.search(r"number of transactions actually processed: (\d+)", out)
+        failed = re.search(r"number of failed transactions: (\d+)", out)
+        if rc != 0 or not tps or not done or not lat:
+            self.error(f"pgbench {name}", path, err or out or f"exit status {rc}")
+            for m in ("tps", "p50", "p99") + (("cpu",) if cpu else ()):
+                self.record(f"{key}_{m}", path, None)
+            return
+        nfail = int(failed.group(1)) if failed else 0
+        if nfail:
+            self.error(f"pgbench {name}", path, f"{nfail} failed transactions")
+        lat.sort()
+        p50, p99 = percentile(lat, 0.50) / 1000, percentile(lat, 0.99) / 1000
+        self.record(f"{key}_tps", path, float(tps.group(1)))
+        self.record(f"{key}_p50", path, p50)
+        self.record(f"{key}_p99", path, p99)
+        ndone = int(done.group(1))
+        if cpu:
+            self.record(f"{key}_cpu", path, (cpu1 - cpu0) / ndone * 1e5 if ndone else None)
+        log(f"  pgbench {name} {LABEL[path]:16} {float(tps.group(1)):9.0f} tps  "
+            f"p50 {p50:.3f} ms  p99 {p99:.3f} ms  ({ndone} transactions)"
+            + (f"  proxies {(cpu1 - cpu0) / ndone * 1e5:.2f} CPU s/100k" if cpu and ndone else ""))
 
     def guarded(self, what, path, fn, *args):
         """A measurement that breaks (a client printing something unexpected) is reported
@@ -871,7 +1016,7 @@ http {{
         self.setup()
         log(f"{'quick' if self.quick else 'full'} run; namespace {self.ns}; "
             f"binary {self.bin_src} ({self.bin.stat().st_size} bytes)")
-        want = lambda name: not self.only or name in self.only
+        want = self.wants
         if want("startup"):
             self.guarded("startup", "qproxy", self.m_startup)
         self.start_servers()
@@ -888,12 +1033,18 @@ http {{
             self.interleaved("redis-benchmark GET/SET, 50 clients", self.m_redis)
         if want("ab"):
             self.interleaved(f"ab, {self.p['ab_n']} new connections, 50 concurrent", self.m_ab)
+        if want("pgbench"):
+            for mode in self.p["pg_modes"]:
+                self.interleaved(f"pgbench {PG_MODES[mode][0]}, {PG_CLIENTS} clients, -M extended, "
+                                 f"-T {self.p['pg_secs']}",
+                                 lambda path, mode=mode: self.m_pgbench(path, mode))
         self.elapsed = time.monotonic() - self.t_start
         for p in (self.q_host, self.q_enclave):
             if p.poll() is not None:
                 self.error("qproxy", "qproxy", f"{p.bench_name} exited with status {p.returncode}")
 
     def cleanup(self):
+        self.stop_postgres()
         self.procs.stop_all()
         if self.ns_created:
             subprocess.run(["ip", "netns", "delete", self.ns], timeout=10,
@@ -913,8 +1064,16 @@ http {{
         ("redis_set_rps", "redis SET, req/s (50 clients)", "higher", 0),
         ("redis_set_p50", "redis SET p50, ms", "lower", 3),
         ("redis_set_p99", "redis SET p99, ms", "lower", 3),
+        ("redis_cpu", "proxy CPU s per 100k requests, redis GET+SET", "lower", 3),
         ("ab_cps", "ab new connections/s (50 concurrent)", "higher", 0),
         ("ab_p99", "ab p99 connection time, ms", "lower", 0),
+        ("pg_ro_tps", f"pgbench select-only, tps ({PG_CLIENTS} clients)", "higher", 0),
+        ("pg_ro_p50", "pgbench select-only p50, ms", "lower", 3),
+        ("pg_ro_p99", "pgbench select-only p99, ms", "lower", 3),
+        ("pg_ro_cpu", "proxy CPU s per 100k requests, pgbench select-only", "lower", 3),
+        ("pg_rw_tps", f"pgbench tpcb-like, tps ({PG_CLIENTS} clients)", "higher", 0),
+        ("pg_rw_p50", "pgbench tpcb-like p50, ms", "lower", 3),
+        ("pg_rw_p99", "pgbench tpcb-like p99, ms", "lower", 3),
     ]
 
     def median(self, key, path):
@@ -938,6 +1097,8 @@ http {{
                 "qproxy / socat -b", "qproxy / socat", "qproxy / direct"]
         rows = []
         for key, label, better, dec in self.METRICS:
+            if key not in self.results:  # not measured in this run (--quick, ONLY=)
+                continue
             med = {p: self.median(key, p) for p in PATHS}
             cells = []
             for p in PATHS:
@@ -966,10 +1127,12 @@ http {{
         sbh = st.get("socat -b 262144 (exec -> TCP listening)")
         sbe = st.get("socat -b 262144 (exec -> Unix listening)")
         f2 = lambda v: "ERR" if v is None else f"{v:.2f}"
-        rows.append(["startup, host half: exec -> TCP listening, ms", "lower", "n/a", f2(qh),
-                     f2(sh), f2(sbh), self.ratio(qh, sbh), self.ratio(qh, sh), "—"])
-        rows.append(["startup, enclave half: exec -> vsock (Unix) listening, ms", "lower", "n/a",
-                     f2(qe), f2(se), f2(sbe), self.ratio(qe, sbe), self.ratio(qe, se), "—"])
+        if self.startup:
+            rows.append(["startup, host half: exec -> TCP listening, ms", "lower", "n/a",
+                         f2(qh), f2(sh), f2(sbh), self.ratio(qh, sbh), self.ratio(qh, sh), "—"])
+            rows.append(["startup, enclave half: exec -> vsock (Unix) listening, ms", "lower",
+                         "n/a", f2(qe), f2(se), f2(sbe), self.ratio(qe, sbe), self.ratio(qe, se),
+                         "—"])
         socat_size = Path(shutil.which("socat")).stat().st_size
         rows.append(["binary size, bytes", "lower", "n/a", f"{self.bin.stat().st_size:,}",
                      f"{socat_size:,} (dynamic)", f"{socat_size:,} (dynamic)", "—", "—", "—"])
@@ -1020,7 +1183,8 @@ http {{
         without its time, connection id, addresses and numbers, named after the rule's
         server, so that 60 resets at the end of iperf3 tests read as one entry."""
         svc_of = {str(p): s for s, p in FRONT["qproxy"].items()}
-        svc_name = {"iperf": "iperf3", "redis": "redis", "http": "nginx", "hold": "scale holder"}
+        svc_name = {"iperf": "iperf3", "redis": "redis", "http": "nginx", "hold": "scale holder",
+                    "pg": "postgres"}
         out = []
         for name in ("qproxy-host", "qproxy-enclave"):
             f = self.work / f"{name}.log"
@@ -1082,6 +1246,9 @@ http {{
                                                   sh("redis-benchmark", "--version"))),
                     ("nginx", re.search(r"nginx/(\S+)", sh("sh", "-c", "nginx -v 2>&1"))),
                     ("ab", re.search(r"Version (\S+)", sh("ab", "-V"))),
+                    ("pgbench", re.search(r"(\d+\.\d+)", sh(str(self.pg_bin / "pgbench"),
+                                                              "--version")
+                                          if self.pg_bin else "")),
                     ("python", re.search(r"(\S+)", platform.python_version())))),
         }
 
@@ -1139,7 +1306,9 @@ http {{
         md.append(f"| sizes | iperf3 {p['iperf_secs']} s per test; redis-benchmark "
                   f"-n {p['redis_n']:,} on every path; ab -n {p['ab_n']:,} "
                   f"-t {p['ab_secs']} (whichever ends first); {p['scale_n']:,} idle "
-                  f"connections asked for; {p['startup_reps']} starts |\n")
+                  f"connections asked for; {p['startup_reps']} starts; pgbench "
+                  f"{' and '.join(PG_MODES[x][0] for x in p['pg_modes'])}, -T {p['pg_secs']}, "
+                  f"{PG_CLIENTS} clients, scale {PG_SCALE} |\n")
         md.append("**Client, proxies and servers all share the machine's "
                   f"{m['nproc']} cores**, so every figure includes the client's and the "
                   "server's CPU use competing with the proxies': they compare the paths with "
@@ -1250,6 +1419,14 @@ http {{
             "- redis: `redis-benchmark -t get,set -n N -c 50 --csv --precision 3` against "
             "`redis-server --save '' --appendonly no` in the enclave namespace; req/s, p50, "
             "p99 from its CSV.\n"
+            "- proxy CPU s per 100k requests: the same readings around a redis-benchmark run "
+            "(its n GETs and n SETs together) and a pgbench select-only run (its transactions: "
+            "one SELECT each), per 100,000.\n"
+            f"- pgbench: a throwaway cluster (initdb, run as {PG_USER}, fsync, "
+            "synchronous_commit and full_page_writes off, shared_buffers 256MB, 127.0.0.1 only) "
+            f"in the enclave namespace, `pgbench -i -s {PG_SCALE}`; then `pgbench -c "
+            f"{PG_CLIENTS} -j 2 -M extended -T T -l [-S]`: tps from its output (without the "
+            "connection time), p50 and p99 from its per-transaction log (`-l`).\n"
             "- ab: `ab -r -s 10 -t T -n N -c 50` (no keep-alive: one TCP connection per "
             "request; stops at N requests or T seconds) for a 134-byte file from nginx "
             "(1 worker, access log off) in the enclave namespace; `Requests per second`, "
@@ -1368,8 +1545,8 @@ def main():
                     "working tree's build")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to this long for the machine to be idle")
-    ap.add_argument("--only", default="", help="comma-separated: startup,scale,iperf,redis,ab "
-                    "(for working on the bench; the report then has gaps)")
+    ap.add_argument("--only", default="", help="comma-separated: startup,scale,iperf,redis,ab,"
+                    "pgbench (for working on the bench; the report then has gaps)")
     args = ap.parse_args()
     if not args.netns.startswith("qpbench-"):
         sys.exit("bench: the namespace name must start with qpbench-")

@@ -7,11 +7,11 @@
 # holds); with --rev REV, the static binary of that commit, built by `make static` in a
 # clean `git archive` export (for before/after comparisons); or BINARY as given.
 #
-# The full run takes 7-9 minutes on 2 cores and writes bench/RESULTS.md;
+# The full run takes 9-12 minutes on 2 cores and writes bench/RESULTS.md;
 # --quick (or QUICK=1) takes under a minute and writes bench/RESULTS-quick.md,
 # so that a regression check never overwrites the reference figures.
 # OUT=FILE writes elsewhere; BINARY_NOTE=TEXT says in it where BINARY comes from;
-# ONLY=scale,iperf,... runs only those parts (startup, scale, iperf, redis, ab);
+# ONLY=scale,iperf,... runs only those parts (startup, scale, iperf, redis, ab, pgbench);
 # WAIT_QUIET=SECONDS first waits up to that long for the machine to be idle.
 # Needs root (network namespaces). See bench/README.md.
 set -euo pipefail
@@ -71,12 +71,16 @@ if [ -z "$rev" ] && [ ! -x "$binary" ]; then
 	exit 2
 fi
 missing=()
-for tool in ip socat iperf3 redis-server redis-benchmark redis-cli nginx ab timeout /usr/bin/python3; do
+for tool in ip socat iperf3 redis-server redis-benchmark redis-cli nginx ab timeout setpriv \
+	/usr/bin/python3; do
 	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# pgbench's server runs as postgres (it refuses root): the package makes the user.
+compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null && id postgres >/dev/null 2>&1 ||
+	missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "bench: error: missing: ${missing[*]}" >&2
-	echo "  apt-get install -y iproute2 socat iperf3 redis-server redis-tools nginx-light apache2-utils coreutils python3" >&2
+	echo "  apt-get install -y iproute2 socat iperf3 redis-server redis-tools nginx-light apache2-utils coreutils util-linux postgresql python3" >&2
 	exit 2
 fi
 
@@ -107,6 +111,13 @@ cleanup() {
 		while read -r pgid; do
 			kill -KILL -- "-$pgid" 2>/dev/null || true
 		done <"$work/pgids"
+		# A postgres killed outright leaves its SysV shared memory segment behind (it is
+		# removed once the last process detaches); postmaster.pid's line 7 names it.
+		pidfile=$work/pg/data/postmaster.pid
+		if [ -f "$pidfile" ]; then
+			shmid=$(sed -n 7p "$pidfile" | awk '{print $2}')
+			[ -z "$shmid" ] || ipcrm -m "$shmid" 2>/dev/null || true
+		fi
 	fi
 	if ip netns list | grep -qw "^$ns"; then
 		ip netns delete "$ns" 2>/dev/null || true
