@@ -1376,9 +1376,10 @@ http {{
         rh, rr = self.raw_rows()
         md.append(self.md_table(rh, rr, text_cols=1) + "\n")
         md.append(self.others_summary() + "\n")
-        md.append("Startup, every start, ms: " + "; ".join(
-            f"{k}: " + ", ".join("ERR" if x is None else f"{x * 1000:.2f}" for x in v)
-            for k, v in self.startup.items()) + "\n")
+        if self.startup:
+            md.append("Startup, every start, ms: " + "; ".join(
+                f"{k}: " + ", ".join("ERR" if x is None else f"{x * 1000:.2f}" for x in v)
+                for k, v in self.startup.items()) + "\n")
         md.append("## Errors and qproxy's stderr\n")
         if self.errors:
             md.append(f"{len(self.errors)} measurement error(s):\n")
