@@ -30,7 +30,7 @@ void relay_use_splice(bool on)
 
 const char *relay_pipe_mode(const struct pipe *p)
 {
-	return p->copy ? "copy" : "splice";
+	return p->spliced ? "splice" : "copy";
 }
 
 /* With no connection left, the pools go too: an idle proxy holds nothing it does not need. */
@@ -91,9 +91,10 @@ static void kpipe_put(int kp[2], bool empty)
 	kp[0] = kp[1] = -1;
 }
 
+/* What the pipe may hold: a buffer's worth while bytes wait in one, else a kernel pipe's. */
 static uint32_t pipe_cap(const struct pipe *p)
 {
-	return p->copy ? RELAY_BUF : RELAY_PIPE;
+	return p->buf || p->copy ? RELAY_BUF : RELAY_PIPE;
 }
 
 static bool pipe_wants_read(const struct pipe *p)
@@ -135,7 +136,7 @@ static int pipe_to_copy(struct pipe *p)
 
 static ssize_t pipe_write_some(struct pipe *p)
 {
-	if (!p->copy && p->kp[0] >= 0) {
+	if (!p->buf && p->kp[0] >= 0) {
 		ssize_t n = splice(p->kp[0], NULL, p->to, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n >= 0 || !splice_unsupported(errno))
 			return n;
@@ -161,6 +162,8 @@ static int pipe_flush(struct pipe *p)
 		}
 		if (p->buf)
 			p->off += (uint32_t)n;
+		else
+			p->spliced += (uint64_t)n;
 		p->len -= (uint32_t)n;
 		p->bytes += (uint64_t)n;
 		p->full = false;
@@ -179,21 +182,34 @@ static int pipe_flush(struct pipe *p)
 	return 0;
 }
 
+/* Into the kernel pipe: while bytes wait there, or when the last reads came large. */
+static ssize_t pipe_splice_in(struct pipe *p)
+{
+	if (p->kp[0] < 0 && kpipe_get(p->kp) != 0) {
+		p->copy = true; /* out of fds: the buffer still works */
+		return -2;
+	}
+	uint32_t was = p->len;
+	ssize_t n = splice(p->from, NULL, p->kp[1], NULL, RELAY_PIPE - p->len,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n >= 0 || !splice_unsupported(errno)) {
+		if (n > 0 && was == 0 && n < RELAY_SMALL)
+			p->bulk = false; /* a small message: the next goes by the buffer */
+		return n;
+	}
+	if (pipe_to_copy(p) != 0) {
+		errno = EIO;
+		return -1;
+	}
+	return -2;
+}
+
 static ssize_t pipe_read_some(struct pipe *p)
 {
-	if (!p->copy && !p->buf) {
-		if (p->kp[0] < 0 && kpipe_get(p->kp) != 0) {
-			p->copy = true; /* out of fds: the buffer still works */
-		} else {
-			ssize_t n = splice(p->from, NULL, p->kp[1], NULL, RELAY_PIPE - p->len,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (n >= 0 || !splice_unsupported(errno))
-				return n;
-			if (pipe_to_copy(p) != 0) {
-				errno = EIO;
-				return -1;
-			}
-		}
+	if (!p->copy && !p->buf && (p->len > 0 || p->bulk)) {
+		ssize_t n = pipe_splice_in(p);
+		if (n != -2)
+			return n;
 	}
 	if (!p->buf) {
 		p->buf = buf_get();
@@ -202,7 +218,11 @@ static ssize_t pipe_read_some(struct pipe *p)
 			return -1;
 		}
 	}
-	return read(p->from, p->buf + p->off + p->len, RELAY_BUF - p->off - p->len);
+	size_t room = RELAY_BUF - p->off - p->len;
+	ssize_t n = read(p->from, p->buf + p->off + p->len, room);
+	if (n == (ssize_t)room && !p->copy)
+		p->bulk = true; /* more than a buffer came at once: splice once this has left */
+	return n;
 }
 
 /* 0 when read (bytes, EOF or nothing yet), 1 when out of memory for now, -1 on error. */
@@ -226,7 +246,7 @@ static int pipe_fill(struct pipe *p)
 			 * before RELAY_PIPE, and splice says EAGAIN while the socket is still
 			 * readable. Polling it then would spin.
 			 */
-			if (!p->copy && p->len > 0)
+			if (!p->buf && p->len > 0)
 				p->full = true;
 			return 0;
 		}

@@ -7,10 +7,10 @@
 #include "loop.h"
 
 /*
- * Bytes one direction may hold in flight: in a kernel pipe when splicing (kernel
- * memory, and fewer, larger moves: +15% throughput, -25% CPU per byte against
- * 64 KiB here), or in a buffer of ours when copying. Either exists only while
- * bytes are in flight.
+ * Bytes one direction may hold in flight: in a kernel pipe when splicing bulk
+ * (kernel memory, and fewer, larger moves: +15% throughput, -25% CPU per byte
+ * against 64 KiB here), or in a buffer of ours when copying small messages or
+ * when splice is off. Either exists only while bytes are in flight.
  */
 #define RELAY_PIPE (256 * 1024)
 #define RELAY_BUF (64 * 1024)
@@ -19,21 +19,28 @@
 
 /*
  * One direction: bytes from `from` wait to be written to `to`, len of them.
- * They wait in a kernel pipe, moved by splice(2) without a copy through user
- * space; or, where the kernel cannot splice these sockets, in buf[off, off+len)
- * by read and write. Either is taken from a pool when bytes arrive and given
- * back when they have all left.
+ * Small messages wait in buf[off, off+len), by read and write: one copy each way
+ * costs less than two splices through a kernel pipe. Bulk waits in a kernel pipe,
+ * moved by splice(2) without a copy through user space. A read that fills the
+ * buffer turns the direction to splice; a splice that moves less than
+ * RELAY_SMALL turns it back; the switch is made only while nothing waits, so
+ * bytes keep their order. Where the kernel cannot splice these sockets, the
+ * direction copies for good. Buffer and pipe come from a pool when bytes arrive
+ * and go back when they have all left.
  */
+#define RELAY_SMALL (16 * 1024)
 struct pipe {
 	int from, to;
-	int kp[2]; /* the kernel pipe, or -1 */
-	bool copy; /* splice failed here: read/write from now on */
-	bool full; /* the kernel pipe took no more: wait for a write before reading again */
-	char *buf;
+	int kp[2];  /* the kernel pipe, or -1 */
+	bool copy;  /* splice failed here, or is off: read/write from now on */
+	bool bulk;  /* the last reads came large: splice the next */
+	bool full;  /* the kernel pipe took no more: wait for a write before reading again */
+	char *buf;  /* the buffer, while bytes wait in it */
 	uint32_t off, len;
 	bool eof;  /* from has no more bytes */
 	bool shut; /* and all of them reached to, whose write side is shut */
 	uint64_t bytes;
+	uint64_t spliced; /* of bytes, those that went through the kernel pipe */
 };
 
 enum relay_side { RELAY_CLIENT, RELAY_SERVER };
@@ -67,9 +74,10 @@ void relay_discard(struct relay *r);
 void relay_use_splice(bool on);
 
 /*
- * How a pipe has moved its bytes, for the close log: "splice", or "copy" once it
- * fell back to read/write (the kernel refused splice on one of its sockets, no
- * kernel pipe could be had, or relay_use_splice(false)). A fallback is for good.
+ * How a pipe has moved its bytes, for the close log: "splice" when some went
+ * through the kernel pipe, "copy" when all were read and written (small messages
+ * only; or the kernel refused splice on one of its sockets, no kernel pipe could
+ * be had, or relay_use_splice(false)).
  */
 const char *relay_pipe_mode(const struct pipe *p);
 

@@ -107,6 +107,32 @@ static ssize_t read_some(int fd, char *buf, size_t n)
 	return r < 0 && errno == EAGAIN ? -2 : r;
 }
 
+/* Moves what fits from buf to fd: bytes moved, 0 when none could be. */
+static size_t io_some(ssize_t (*op)(int, void *, size_t), int fd, char *buf, size_t n)
+{
+	ssize_t r = n ? op(fd, buf, n) : 0;
+	return r > 0 ? (size_t)r : 0;
+}
+
+static ssize_t write_op(int fd, void *buf, size_t n)
+{
+	return write(fd, buf, n);
+}
+
+/* n bytes from one application end to the other, written and read as room allows, checked. */
+static void pass_bytes(struct rig *g, int from, int to, size_t n)
+{
+	static char out[512 * 1024], in[512 * 1024];
+	size_t sent = 0, got = 0;
+
+	assert_true(n <= sizeof(out));
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)(i * 31 + n);
+	RUN_UNTIL(g, (sent += io_some(write_op, from, out + sent, n - sent),
+		      got += io_some(read, to, in + got, n - got), got == n));
+	assert_memory_equal(in, out, n);
+}
+
 static void both_ways(void **state)
 {
 	struct rig *g = *state;
@@ -131,9 +157,38 @@ static void both_ways(void **state)
 	assert_int_equal(g->relay.down.kp[0], -1);
 	assert_int_equal(g->relay.up.bytes, 4);
 	assert_int_equal(g->relay.down.bytes, 5);
-	/* Unix sockets splice both ways: only relay_use_splice(false) makes a pipe copy. */
+	/* Small messages go by the buffer, splice on or off: a read and a write each. */
+	assert_string_equal(relay_pipe_mode(&g->relay.up), "copy");
+	assert_string_equal(relay_pipe_mode(&g->relay.down), "copy");
+}
+
+/*
+ * Bulk goes through the kernel pipe once a read fills a buffer; a small message after it
+ * turns the direction back to the buffer (the first may still be spliced).
+ */
+static void bulk_splices_small_copies(void **state)
+{
+	struct rig *g = *state;
+	bool splicing = strcmp(mode, "splice") == 0;
+
+	pass_bytes(g, g->client, g->server, 400 * 1000);
+	uint64_t bulk = g->relay.up.spliced;
 	assert_string_equal(relay_pipe_mode(&g->relay.up), mode);
-	assert_string_equal(relay_pipe_mode(&g->relay.down), mode);
+	if (splicing)
+		assert_true(bulk >= 400 * 1000 - RELAY_BUF); /* all but the first buffer or so */
+	for (int i = 0; i < 3; i++)
+		pass_bytes(g, g->client, g->server, 100);
+	assert_true(g->relay.up.spliced <= bulk + 100); /* at most the first small one */
+	uint64_t after = g->relay.up.spliced;
+	for (int i = 0; i < 3; i++) {
+		pass_bytes(g, g->client, g->server, 100);
+		pass_bytes(g, g->server, g->client, 100);
+	}
+	assert_int_equal(g->relay.up.spliced, after);
+	assert_int_equal(g->relay.down.spliced, 0);
+	assert_int_equal(g->relay.up.bytes, 400 * 1000 + 600);
+	assert_int_equal(g->relay.up.kp[0], -1);
+	assert_null(g->relay.up.buf);
 }
 
 /* The client sends its request and shuts its write side; the answer still comes back. */
@@ -413,36 +468,28 @@ static int teardown_splice(void **state)
 	return teardown(state);
 }
 
-/* n bytes from one application end to the other, checked. */
-static void pass_bytes(struct rig *g, int from, int to, size_t n)
-{
-	char out[4096], in[4096];
-	size_t got = 0;
-	ssize_t r;
 
-	assert_true(n <= sizeof(out));
-	for (size_t i = 0; i < n; i++)
-		out[i] = (char)(i * 31 + n);
-	assert_int_equal(write(from, out, n), n);
-	RUN_UNTIL(g, (r = read_some(to, in + got, n - got)) > 0 && (got += (size_t)r) == n);
-	assert_memory_equal(in, out, n);
-}
-
-/* Each way twice; the refusals counted after the first round must not grow in the second. */
+/*
+ * Each way twice. Splice is tried once a read has filled a buffer: the first round is a
+ * buffer and a little more, which the kernel pipe takes and a buffer can take back. The
+ * refusals counted after the first round must not grow in the second.
+ */
 static void fallback_exchange(struct rig *g, unsigned refusals)
 {
-	pass_bytes(g, g->client, g->server, 1000);
-	pass_bytes(g, g->server, g->client, 1000);
+	pass_bytes(g, g->client, g->server, RELAY_BUF + 1000);
+	pass_bytes(g, g->server, g->client, RELAY_BUF + 1000);
 	assert_true(g->relay.up.copy);
 	assert_true(g->relay.down.copy);
 	assert_int_equal(splice_refused, refusals); /* once per direction... */
-	pass_bytes(g, g->client, g->server, 3000);
-	pass_bytes(g, g->server, g->client, 3000);
+	pass_bytes(g, g->client, g->server, 300 * 1000);
+	pass_bytes(g, g->server, g->client, 300 * 1000);
 	assert_int_equal(splice_refused, refusals); /* ...and never tried again */
 	assert_int_equal(g->relay.up.kp[0], -1);     /* no kernel pipe kept */
 	assert_int_equal(g->relay.down.kp[0], -1);
-	assert_int_equal(g->relay.up.bytes, 4000);
-	assert_int_equal(g->relay.down.bytes, 4000);
+	assert_int_equal(g->relay.up.bytes, RELAY_BUF + 1000 + 300 * 1000);
+	assert_int_equal(g->relay.down.bytes, RELAY_BUF + 1000 + 300 * 1000);
+	assert_int_equal(g->relay.up.spliced, 0);
+	assert_string_equal(relay_pipe_mode(&g->relay.up), "copy");
 }
 
 /* Sockets that refuse splice from the start: each direction goes to read/write by itself. */
@@ -486,6 +533,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(both_ways, setup, teardown),
+		cmocka_unit_test_setup_teardown(bulk_splices_small_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(half_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(backpressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(reset, setup, teardown),
