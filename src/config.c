@@ -793,36 +793,48 @@ static void config_init(struct config *c)
 	c->log_level = -1;
 }
 
-/* Hands the errors, in line order, to p->c, and returns what config_parse() returns. */
+/*
+ * Hands the errors, in line order, to p->c, and returns what config_parse() returns.
+ * Out of memory at any point refuses the config as a whole: nothing is half-applied.
+ */
 static int finish(struct parser *p)
 {
 	struct config *c = p->c;
+	char **list = p->nerrors > 0 ? malloc(p->nerrors * sizeof(*list)) : NULL;
+	size_t n = 0, nwarnings = 0;
 
-	if (p->nomem)
-		error_at(p, 0, "out of memory");
 	free(p->tables);
-	size_t nwarnings = 0;
+	if (p->nerrors > 0 && !list)
+		p->nomem = true;
 	for (size_t i = 0; i < p->nerrors; i++)
 		nwarnings += p->errors[i].warning;
-	bool failed = p->nerrors > nwarnings;
+	bool failed = p->nerrors > nwarnings || p->nomem;
 	if (failed) {
 		free(c->rules);
 		config_init(c);
+		c->nomem = p->nomem;
 	}
 	if (p->nerrors > 0)
 		qsort(p->errors, p->nerrors, sizeof(*p->errors), error_cmp);
 	/* With errors, the warnings are dropped: the config is not loaded at all. */
-	char ***list = failed ? &c->errors : &c->warnings;
-	size_t *n = failed ? &c->nerrors : &c->nwarnings;
-	if (p->nerrors > 0)
-		*list = malloc(p->nerrors * sizeof(**list));
 	for (size_t i = 0; i < p->nerrors; i++) {
-		if (*list && p->errors[i].warning != failed)
-			(*list)[(*n)++] = p->errors[i].msg;
+		if (list && p->errors[i].warning != failed)
+			list[n++] = p->errors[i].msg;
 		else
 			free(p->errors[i].msg);
 	}
 	free(p->errors);
+	if (n == 0) {
+		free(list);
+		list = NULL;
+	}
+	if (failed) {
+		c->errors = list;
+		c->nerrors = n;
+	} else {
+		c->warnings = list;
+		c->nwarnings = n;
+	}
 	return failed ? -1 : 0;
 }
 

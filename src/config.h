@@ -42,6 +42,11 @@ struct config {
 	/* "FILE:LINE: warning: message": legal but doubtful; only when there are no errors. */
 	char **warnings;
 	size_t nwarnings;
+	/*
+	 * Memory ran out while parsing: the config is refused, and the errors list may
+	 * miss what could not be stored. Said by the caller, which needs no memory for it.
+	 */
+	bool nomem;
 };
 
 /*

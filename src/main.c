@@ -325,6 +325,8 @@ static int load_config(const struct opts *o, uint32_t control_port, struct confi
 	}
 	for (size_t i = 0; i < c->nerrors; i++)
 		fprintf(stderr, "%s\n", c->errors[i]);
+	if (c->nomem)
+		fprintf(stderr, "%s: out of memory\n", o->config);
 	return -1;
 }
 

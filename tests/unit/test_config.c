@@ -81,6 +81,24 @@ static int parse_n(struct config *c, const char *text, size_t n, uint32_t contro
 	return rc;
 }
 
+/*
+ * Allocation number fail_at (from 0, malloc and realloc counted together) fails, once:
+ * the linker sends config.c's calls here (ld --wrap), and nothing else's.
+ */
+static long fail_at = -1;
+static long allocs;
+
+void *__real_malloc(size_t size);
+void *__real_realloc(void *p, size_t size);
+void *__wrap_malloc(size_t size)
+{
+	return fail_at >= 0 && allocs++ == fail_at ? NULL : __real_malloc(size);
+}
+void *__wrap_realloc(void *p, size_t size)
+{
+	return fail_at >= 0 && allocs++ == fail_at ? NULL : __real_realloc(p, size);
+}
+
 static int parse(struct config *c, const char *text)
 {
 	return parse_n(c, text, strlen(text), CONTROL_PORT);
@@ -1280,10 +1298,50 @@ static void print_format(void **state)
 	config_free(&c);
 }
 
+/*
+ * Memory running out at any allocation refuses the whole config, and says so through
+ * nomem, even where the errors list itself could not grow, or the warnings could not be
+ * handed over: never a config loaded with its warnings lost, never a silent refusal.
+ */
+static void out_of_memory_refuses_the_whole_config(void **state)
+{
+	/* Two rules, a warning (tcp_port 8443 is also an enclave_port), a log table. */
+	const char *text = "[[outbound_connections]]\nhostname = \"api.example.com\"\n"
+			   "vsock_port = 7000\ntcp_port = 8443\n"
+			   "[[inbound_connections]]\nhost_port = 443\nenclave_port = 8443\n"
+			   "vsock_port = 9000\n[log_location]\nlog_level = \"info\"\n";
+	struct config c;
+	long k;
+
+	(void)state;
+	for (k = 0; k < 1000; k++) {
+		fail_at = k;
+		allocs = 0;
+		int rc = parse(&c, text);
+		bool hit = allocs > k;
+		fail_at = -1;
+		if (!hit) {
+			assert_int_equal(rc, 0); /* past the last allocation: it loads */
+			assert_false(c.nomem);
+			assert_int_equal(c.nrules, 2);
+			assert_int_equal(c.nwarnings, 1);
+			config_free(&c);
+			break;
+		}
+		assert_int_equal(rc, -1);
+		assert_true(c.nomem);
+		assert_int_equal(c.nrules, 0);
+		assert_null(c.rules);
+		config_free(&c);
+	}
+	assert_true(k > 2 && k < 1000); /* several allocations were tried, and all of them */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(guide_inbound_parses),
+	    cmocka_unit_test(out_of_memory_refuses_the_whole_config),
 	    cmocka_unit_test(guide_reference_parses),
 	    cmocka_unit_test(defaults),
 	    cmocka_unit_test(integers),
