@@ -445,14 +445,17 @@ static int find_key(enum kind kind, const char *name)
 	return -1;
 }
 
-/* A TOML decimal integer: [+-]digits, with single '_' between digits. Saturates at UINT64_MAX. */
+/*
+ * A TOML decimal integer: [+-]digits, with single '_' between digits, and no leading
+ * zero (TOML forbids them: 0080 is no integer). Saturates at UINT64_MAX.
+ */
 static bool parse_int(const char *s, bool *neg, uint64_t *v)
 {
 	*neg = *s == '-';
 	if (*s == '-' || *s == '+')
 		s++;
 	*v = 0;
-	if (*s < '0' || *s > '9')
+	if (*s < '0' || *s > '9' || (*s == '0' && s[1] != '\0'))
 		return false;
 	for (; *s; s++) {
 		if (*s == '_' && s[1] >= '0' && s[1] <= '9')

@@ -247,7 +247,7 @@ static void integers(void **state)
 	struct config c;
 
 	(void)state;
-	parse_ok(&c, IN "host_port = +8_0\nenclave_port = 0080\nvsock_port = 4_294_967_294\n");
+	parse_ok(&c, IN "host_port = +8_0\nenclave_port = 80\nvsock_port = 4_294_967_294\n");
 	assert_int_equal(c.rules[0].host_port, 80);
 	assert_int_equal(c.rules[0].enclave_port, 80);
 	assert_int_equal(c.rules[0].vsock_port, 4294967294u);
@@ -255,6 +255,10 @@ static void integers(void **state)
 	parse_ok(&c, IN "host_port = 65535\nenclave_port = 1\nvsock_port = 1\n");
 	assert_int_equal(c.rules[0].host_port, 65535);
 	config_free(&c);
+	/* TOML has no leading zeros: not octal, not decimal, not an integer. */
+	EXPECT_ERRORS(IN "host_port = 0080\nenclave_port = 0_8\nvsock_port = 9000\n",
+		      "cfg.toml:2: host_port: expected an integer, got 0080",
+		      "cfg.toml:3: enclave_port: expected an integer, got 0_8");
 }
 
 static void strings(void **state)
