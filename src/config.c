@@ -55,9 +55,10 @@ static const struct {
 /*
  * V_ADDRESS: a dotted-quad IPv4 address in 127.0.0.0/8, stored as a uint32_t
  * in host byte order and printed only when it is not INADDR_LOOPBACK, its
- * default. V_PATH: a string holding an absolute path.
+ * default. V_PATH: a string holding an absolute path. V_NUMBER: an integer in
+ * 1..number_max(), a uint32_t printed only when set (0 stands for not set).
  */
-enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH };
+enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH, V_NUMBER };
 
 /*
  * Ports that two rules must not share: vsock ports, and TCP ports the halves
@@ -88,11 +89,18 @@ static const struct key keys[] = {
      */
     {T_INBOUND, "enclave_port", V_TCP_PORT, true, SP_NONE, RULE(enclave_port)},
     {T_INBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
+    /* Limits, in both kinds of rule: each half enforces its own. */
+    {T_INBOUND, "max_connections", V_NUMBER, false, SP_NONE, RULE(max_connections)},
+    {T_INBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
+    {T_INBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
     {T_OUTBOUND, "hostname", V_STRING, true, SP_NONE, RULE(hostname)},
     {T_OUTBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
     /* The enclave half listens on enclave_address:tcp_port. */
     {T_OUTBOUND, "tcp_port", V_TCP_PORT, true, SP_ENCLAVE, RULE(tcp_port)},
     {T_OUTBOUND, "enclave_address", V_ADDRESS, false, SP_NONE, RULE(enclave_address)},
+    {T_OUTBOUND, "max_connections", V_NUMBER, false, SP_NONE, RULE(max_connections)},
+    {T_OUTBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
+    {T_OUTBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
     {T_ENCLAVE, "hosts_file", V_PATH, false, SP_NONE, CONF(hosts_file)},
     {T_LOG, "host_log", V_STRING, false, SP_NONE, CONF(host_log)},
     {T_LOG, "enclave_log", V_STRING, false, SP_NONE, CONF(enclave_log)},
@@ -465,6 +473,15 @@ static bool parse_int(const char *s, bool *neg, uint64_t *v)
 	return true;
 }
 
+static uint64_t number_max(const struct key *k)
+{
+	if (k->offset == RULE(max_connections))
+		return CONFIG_MAX_CONNECTIONS;
+	if (k->offset == RULE(idle_timeout))
+		return CONFIG_IDLE_TIMEOUT_MAX;
+	return CONFIG_CONNECT_TIMEOUT_MAX;
+}
+
 /* The value layer: v is exactly what followed "key = ", the quotes of a string included. */
 static bool set_value(struct parser *p, const struct table *t, const struct key *k,
 		      const char *value)
@@ -476,8 +493,10 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 	for (; value[n] && n < sizeof(v) - 1; n++)
 		v[n] = value[n] == SEMI ? ';' : value[n];
 	v[n] = '\0';
-	if (k->type == V_TCP_PORT || k->type == V_VSOCK_PORT) {
-		uint64_t max = k->type == V_TCP_PORT ? UINT16_MAX : VSOCK_PORT_MAX, i;
+	if (k->type == V_TCP_PORT || k->type == V_VSOCK_PORT || k->type == V_NUMBER) {
+		uint64_t i, max = k->type == V_NUMBER	  ? number_max(k)
+				  : k->type == V_TCP_PORT ? UINT16_MAX
+							  : VSOCK_PORT_MAX;
 		bool neg;
 		if (!parse_int(v, &neg, &i))
 			return error_at(p, p->line, "%s: expected an integer, got %s", k->name, v);
@@ -882,6 +901,10 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 			break;
 		case V_VSOCK_PORT:
 			fprintf(out, "%s = %" PRIu32 "\n", key->name, *(const uint32_t *)f);
+			break;
+		case V_NUMBER:
+			if (*(const uint32_t *)f)
+				fprintf(out, "%s = %" PRIu32 "\n", key->name, *(const uint32_t *)f);
 			break;
 		case V_STRING:
 		case V_PATH:

@@ -239,6 +239,44 @@ static void integers(void **state)
 	config_free(&c);
 }
 
+static void limits(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, IN_OK OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n");
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(c.rules[i].max_connections, 0);
+		assert_int_equal(c.rules[i].idle_timeout, 0);
+		assert_int_equal(c.rules[i].connect_timeout, 0);
+	}
+	config_free(&c);
+	parse_ok(&c, IN_OK
+		 "max_connections = 1_000_000\nidle_timeout = 86400\nconnect_timeout = 1\n" OUT
+		 "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\nmax_connections = "
+		 "1\nidle_timeout = 1\nconnect_timeout = 300\n");
+	assert_int_equal(c.rules[0].max_connections, 1000000);
+	assert_int_equal(c.rules[0].idle_timeout, 86400);
+	assert_int_equal(c.rules[0].connect_timeout, 1);
+	assert_int_equal(c.rules[1].max_connections, 1);
+	assert_int_equal(c.rules[1].idle_timeout, 1);
+	assert_int_equal(c.rules[1].connect_timeout, 300);
+	config_free(&c);
+	EXPECT_ERRORS(IN_OK "max_connections = 0\nidle_timeout = 86401\nconnect_timeout = 301\n",
+		      "cfg.toml:5: max_connections 0 is out of range 1..1000000",
+		      "cfg.toml:6: idle_timeout 86401 is out of range 1..86400",
+		      "cfg.toml:7: connect_timeout 301 is out of range 1..300");
+	EXPECT_ERRORS(OUT
+		      "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\nmax_connections = "
+		      "1000001\nidle_timeout = \"5\"\nconnect_timeout = -5\nmax_connections = 2\n",
+		      "cfg.toml:5: max_connections 1000001 is out of range 1..1000000",
+		      "cfg.toml:6: idle_timeout: expected an integer, got \"5\"",
+		      "cfg.toml:7: connect_timeout -5 is out of range 1..300",
+		      "cfg.toml:8: max_connections is already set at line 5");
+	EXPECT_ERRORS(IN_OK "[log_location]\nidle_timeout = 5\n",
+		      "cfg.toml:6: unknown key idle_timeout in [log_location]");
+}
+
 static void strings(void **state)
 {
 	struct config c;
@@ -1161,6 +1199,8 @@ static void print_round_trip(void **state)
 	round_trip(IN_OK "[log_location]\n");
 	round_trip(enclave_config);
 	round_trip(IN_OK "[enclave]\n");
+	round_trip(IN_OK "connect_timeout = 7\nmax_connections = 3\n" OUT
+			 "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\nidle_timeout = 60\n");
 	/*
 	 * The config fuzzer's first find: a hostname near the limit made the printed
 	 * flow comment longer than inih's line, which then failed to parse back.
@@ -1287,6 +1327,7 @@ int main(void)
 	    cmocka_unit_test(guide_reference_parses),
 	    cmocka_unit_test(defaults),
 	    cmocka_unit_test(integers),
+	    cmocka_unit_test(limits),
 	    cmocka_unit_test(strings),
 	    cmocka_unit_test(unknown_table),
 	    cmocka_unit_test(log_location_twice),
