@@ -733,13 +733,36 @@ static void check_hostnames(struct parser *p)
 }
 
 /*
- * Each half sends all its rules to the other in one HELLO on the control link.
- * A config that HELLO cannot hold would load, and then its link would fail and
- * be retried forever: refuse it here, at the rule that crosses the limit.
+ * The first rule at which a message of total bytes, made of a head and one share
+ * per rule in order, crosses MSG_MAX; and through it, the size up to there.
+ */
+static size_t crossing_rule(const struct config *c, size_t total,
+			    size_t (*share)(const struct rule *r), size_t *at)
+{
+	size_t i;
+
+	*at = total;
+	for (i = 0; i < c->nrules; i++)
+		*at -= share(&c->rules[i]);
+	for (i = 0; i < c->nrules; i++) {
+		*at += share(&c->rules[i]);
+		if (*at > MSG_MAX)
+			break;
+	}
+	return i;
+}
+
+/*
+ * Each half sends all its rules to the other in one HELLO on the control link,
+ * and the enclave half its counters in one STATS. A config that either cannot
+ * hold would load, and then its link would fail and be retried forever, or
+ * `qproxy status` would never show the enclave's counters: refuse it here, at
+ * the rule that crosses the limit.
  */
 static void check_link_limits(struct parser *p)
 {
 	const struct config *c = p->c;
+	size_t at, i;
 
 	if (c->nrules > MSG_MAX_RULES) {
 		error_at(p, c->rules[MSG_MAX_RULES].line,
@@ -748,22 +771,23 @@ static void check_link_limits(struct parser *p)
 		return;
 	}
 	size_t total = msg_hello_size(c->rules, c->nrules);
-	if (total <= MSG_MAX)
-		return;
-	/* The rule that crosses the limit: the HELLO's head, then the rules in order. */
-	size_t at = total;
-	for (size_t i = 0; i < c->nrules; i++)
-		at -= msg_rule_size(&c->rules[i]);
-	for (size_t i = 0; i < c->nrules; i++) {
-		at += msg_rule_size(&c->rules[i]);
-		if (at <= MSG_MAX)
-			continue;
+	if (total > MSG_MAX) {
+		i = crossing_rule(c, total, msg_rule_size, &at);
 		error_at(p, c->rules[i].line,
 			 "the control channel carries a hello of at most %d bytes: the rules up to "
 			 "this one make it %zu (all %zu rules: %zu); use fewer rules or shorter "
 			 "hostnames",
 			 MSG_MAX, at, c->nrules, total);
 		return;
+	}
+	total = msg_stats_size(c->rules, c->nrules);
+	if (total > MSG_MAX) {
+		i = crossing_rule(c, total, msg_stat_size, &at);
+		error_at(p, c->rules[i].line,
+			 "the control channel carries the enclave half's counters in at most %d "
+			 "bytes: the rules up to this one may make them %zu (all %zu rules: %zu); "
+			 "set max_connections on fewer rules",
+			 MSG_MAX, at, c->nrules, total);
 	}
 }
 

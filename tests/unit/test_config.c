@@ -807,9 +807,10 @@ static void no_rules(void **state)
 }
 
 /* n outbound rules, each with a hostname of len bytes (at least 6): 4 lines a rule. */
-static char *outbound_rules(size_t n, size_t len)
+/* n outbound rules, hostnames len bytes long, the first `limited` with max_connections. */
+static char *outbound_rules(size_t n, size_t len, size_t limited)
 {
-	size_t cap = n * (len + 128) + 1, off = 0;
+	size_t cap = n * (len + 160) + 1, off = 0;
 	char *text = malloc(cap), pad[CONFIG_STR_MAX];
 
 	assert_non_null(text);
@@ -818,8 +819,8 @@ static char *outbound_rules(size_t n, size_t len)
 	for (size_t i = 0; i < n; i++)
 		off += (size_t)snprintf(
 		    text + off, cap - off,
-		    OUT "hostname = \"h%04zu%s\"\nvsock_port = %zu\ntcp_port = %zu\n", i, pad,
-		    10000 + i, 20000 + i);
+		    OUT "hostname = \"h%04zu%s\"\nvsock_port = %zu\ntcp_port = %zu\n%s", i, pad,
+		    10000 + i, 20000 + i, i < limited ? "max_connections = 1000000\n" : "");
 	return text;
 }
 
@@ -832,18 +833,18 @@ static void link_limits(void **state)
 	struct config c;
 
 	(void)state;
-	char *text = outbound_rules(1025, 8);
+	char *text = outbound_rules(1025, 8, 0);
 	EXPECT_ERRORS(text, "cfg.toml:4097: rule 1025 of 1025: the control channel carries at "
 			    "most 1024 rules");
 	free(text);
-	text = outbound_rules(1024, 8);
+	text = outbound_rules(1024, 8, 0);
 	parse_ok(&c, text);
 	assert_int_equal(c.nrules, 1024);
 	config_free(&c);
 	free(text);
 
 	/* About 300 rules with long hostnames: the rule that crosses 64 KiB is named. */
-	text = outbound_rules(330, 180);
+	text = outbound_rules(330, 180, 0);
 	assert_int_equal(parse(&c, text), -1);
 	assert_int_equal(c.nerrors, 1);
 	int line;
@@ -859,9 +860,28 @@ static void link_limits(void **state)
 	free(text);
 	size_t fit = (size_t)(line - 1) / 4; /* the rules before that one */
 	assert_true(fit > 250 && fit < 330);
-	text = outbound_rules(fit, 180);
+	text = outbound_rules(fit, 180, 0);
 	parse_ok(&c, text);
 	assert_int_equal(c.nrules, fit);
+	config_free(&c);
+	free(text);
+
+	/* The enclave's counters: each limit adds two to its rule's, so not on every rule. */
+	text = outbound_rules(1024, 8, 1024);
+	assert_int_equal(parse(&c, text), -1);
+	assert_int_equal(c.nerrors, 1);
+	assert_int_equal(
+	    sscanf(c.errors[0],
+		   "cfg.toml:%d: the control channel carries the enclave half's counters "
+		   "in at most 65536 bytes: the rules up to this one may make them %zu "
+		   "(all 1024 rules: %zu); set max_connections on fewer rules",
+		   &line, &at, &total),
+	    3);
+	assert_true(at > 65536 && at < total);
+	config_free(&c);
+	free(text);
+	text = outbound_rules(1024, 8, 400);
+	parse_ok(&c, text);
 	config_free(&c);
 	free(text);
 }
