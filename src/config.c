@@ -55,9 +55,10 @@ static const struct {
 /*
  * V_ADDRESS: a dotted-quad IPv4 address in 127.0.0.0/8, stored as a uint32_t
  * in host byte order and printed only when it is not INADDR_LOOPBACK, its
- * default. V_PATH: a string holding an absolute path.
+ * default. V_PATH: a string holding an absolute path. V_NUMBER: an integer in
+ * 1..number_max(), a uint32_t printed only when set (0 stands for not set).
  */
-enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH };
+enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH, V_NUMBER };
 
 /*
  * Ports that two rules must not share: vsock ports, and TCP ports the halves
@@ -88,11 +89,18 @@ static const struct key keys[] = {
      */
     {T_INBOUND, "enclave_port", V_TCP_PORT, true, SP_NONE, RULE(enclave_port)},
     {T_INBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
+    /* Limits, in both kinds of rule: each half enforces its own. */
+    {T_INBOUND, "max_connections", V_NUMBER, false, SP_NONE, RULE(max_connections)},
+    {T_INBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
+    {T_INBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
     {T_OUTBOUND, "hostname", V_STRING, true, SP_NONE, RULE(hostname)},
     {T_OUTBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
     /* The enclave half listens on enclave_address:tcp_port. */
     {T_OUTBOUND, "tcp_port", V_TCP_PORT, true, SP_ENCLAVE, RULE(tcp_port)},
     {T_OUTBOUND, "enclave_address", V_ADDRESS, false, SP_NONE, RULE(enclave_address)},
+    {T_OUTBOUND, "max_connections", V_NUMBER, false, SP_NONE, RULE(max_connections)},
+    {T_OUTBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
+    {T_OUTBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
     {T_ENCLAVE, "hosts_file", V_PATH, false, SP_NONE, CONF(hosts_file)},
     {T_LOG, "host_log", V_STRING, false, SP_NONE, CONF(host_log)},
     {T_LOG, "enclave_log", V_STRING, false, SP_NONE, CONF(enclave_log)},
@@ -468,6 +476,15 @@ static bool parse_int(const char *s, bool *neg, uint64_t *v)
 	return true;
 }
 
+static uint64_t number_max(const struct key *k)
+{
+	if (k->offset == RULE(max_connections))
+		return CONFIG_MAX_CONNECTIONS;
+	if (k->offset == RULE(idle_timeout))
+		return CONFIG_IDLE_TIMEOUT_MAX;
+	return CONFIG_CONNECT_TIMEOUT_MAX;
+}
+
 /* The value layer: v is exactly what followed "key = ", the quotes of a string included. */
 static bool set_value(struct parser *p, const struct table *t, const struct key *k,
 		      const char *value)
@@ -479,8 +496,10 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 	for (; value[n] && n < sizeof(v) - 1; n++)
 		v[n] = value[n] == SEMI ? ';' : value[n];
 	v[n] = '\0';
-	if (k->type == V_TCP_PORT || k->type == V_VSOCK_PORT) {
-		uint64_t max = k->type == V_TCP_PORT ? UINT16_MAX : VSOCK_PORT_MAX, i;
+	if (k->type == V_TCP_PORT || k->type == V_VSOCK_PORT || k->type == V_NUMBER) {
+		uint64_t i, max = k->type == V_NUMBER	  ? number_max(k)
+				  : k->type == V_TCP_PORT ? UINT16_MAX
+							  : VSOCK_PORT_MAX;
 		bool neg;
 		if (!parse_int(v, &neg, &i))
 			return error_at(p, p->line, "%s: expected an integer, got %s", k->name, v);
@@ -717,13 +736,36 @@ static void check_hostnames(struct parser *p)
 }
 
 /*
- * Each half sends all its rules to the other in one HELLO on the control link.
- * A config that HELLO cannot hold would load, and then its link would fail and
- * be retried forever: refuse it here, at the rule that crosses the limit.
+ * The first rule at which a message of total bytes, made of a head and one share
+ * per rule in order, crosses MSG_MAX; and through it, the size up to there.
+ */
+static size_t crossing_rule(const struct config *c, size_t total,
+			    size_t (*share)(const struct rule *r), size_t *at)
+{
+	size_t i;
+
+	*at = total;
+	for (i = 0; i < c->nrules; i++)
+		*at -= share(&c->rules[i]);
+	for (i = 0; i < c->nrules; i++) {
+		*at += share(&c->rules[i]);
+		if (*at > MSG_MAX)
+			break;
+	}
+	return i;
+}
+
+/*
+ * Each half sends all its rules to the other in one HELLO on the control link,
+ * and the enclave half its counters in one STATS. A config that either cannot
+ * hold would load, and then its link would fail and be retried forever, or
+ * `qproxy status` would never show the enclave's counters: refuse it here, at
+ * the rule that crosses the limit.
  */
 static void check_link_limits(struct parser *p)
 {
 	const struct config *c = p->c;
+	size_t at, i;
 
 	if (c->nrules > MSG_MAX_RULES) {
 		error_at(p, c->rules[MSG_MAX_RULES].line,
@@ -732,22 +774,23 @@ static void check_link_limits(struct parser *p)
 		return;
 	}
 	size_t total = msg_hello_size(c->rules, c->nrules);
-	if (total <= MSG_MAX)
-		return;
-	/* The rule that crosses the limit: the HELLO's head, then the rules in order. */
-	size_t at = total;
-	for (size_t i = 0; i < c->nrules; i++)
-		at -= msg_rule_size(&c->rules[i]);
-	for (size_t i = 0; i < c->nrules; i++) {
-		at += msg_rule_size(&c->rules[i]);
-		if (at <= MSG_MAX)
-			continue;
+	if (total > MSG_MAX) {
+		i = crossing_rule(c, total, msg_rule_size, &at);
 		error_at(p, c->rules[i].line,
 			 "the control channel carries a hello of at most %d bytes: the rules up to "
 			 "this one make it %zu (all %zu rules: %zu); use fewer rules or shorter "
 			 "hostnames",
 			 MSG_MAX, at, c->nrules, total);
 		return;
+	}
+	total = msg_stats_size(c->rules, c->nrules);
+	if (total > MSG_MAX) {
+		i = crossing_rule(c, total, msg_stat_size, &at);
+		error_at(p, c->rules[i].line,
+			 "the control channel carries the enclave half's counters in at most %d "
+			 "bytes: the rules up to this one may make them %zu (all %zu rules: %zu); "
+			 "set max_connections on fewer rules",
+			 MSG_MAX, at, c->nrules, total);
 	}
 }
 
@@ -897,6 +940,10 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 			break;
 		case V_VSOCK_PORT:
 			fprintf(out, "%s = %" PRIu32 "\n", key->name, *(const uint32_t *)f);
+			break;
+		case V_NUMBER:
+			if (*(const uint32_t *)f)
+				fprintf(out, "%s = %" PRIu32 "\n", key->name, *(const uint32_t *)f);
 			break;
 		case V_STRING:
 		case V_PATH:

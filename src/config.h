@@ -21,7 +21,21 @@ struct rule {
 				  hostname:tcp_port */
 	char hostname[CONFIG_STR_MAX]; /* outbound */
 	uint32_t enclave_address; /* outbound: in 127.0.0.0/8, host byte order; default 127.0.0.1 */
+	/*
+	 * Per half, each enforced by the half whose config says so, and never compared
+	 * between halves: 0 when not set. max_connections: open at once, past it a new
+	 * client is closed at once; idle_timeout: seconds without a byte either way;
+	 * connect_timeout: seconds per address tried (unset: CONFIG_CONNECT_TIMEOUT).
+	 */
+	uint32_t max_connections;
+	uint32_t idle_timeout;
+	uint32_t connect_timeout;
 };
+
+#define CONFIG_CONNECT_TIMEOUT 5
+#define CONFIG_MAX_CONNECTIONS 1000000
+#define CONFIG_IDLE_TIMEOUT_MAX 86400 /* a day */
+#define CONFIG_CONNECT_TIMEOUT_MAX 300
 
 struct config {
 	struct rule *rules;

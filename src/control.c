@@ -259,7 +259,9 @@ static void send_stats(struct control *ctl, uint64_t seq)
 					  s->total,
 					  s->failed,
 					  s->bytes_up,
-					  s->bytes_down};
+					  s->bytes_down,
+					  s->refused,
+					  ctl->cfg->rules[i].max_connections};
 	}
 	if (ctl->link)
 		link_send(ctl->link, &m);

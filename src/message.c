@@ -24,14 +24,14 @@ enum {
 	K_PEER_STATS,
 };
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
-enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN };
+enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN, S_REFUSED, S_LIMIT, S_KEYS };
 
 /*
  * A status reply holds the rules (within a HELLO's MSG_MAX, which the config check
- * ensures) and two counters per rule: each a 6-pair map of a key byte and a uint of at
+ * ensures) and two counters per rule: each an S_KEYS-pair map of a key byte and a uint of at
  * most 9 bytes, under an array head of at most 3 bytes (MSG_MAX_RULES < 65536).
  */
-#define STAT_MAX (1 + 6 * (1 + 9))
+#define STAT_MAX (1 + S_KEYS * (1 + 9))
 _Static_assert(MSG_STATUS_MAX >=
 		   MSG_MAX + 2 * (1 + 3 + MSG_MAX_RULES * STAT_MAX) + 2 * MSG_VERSION_MAX + 64,
 	       "a status reply may not fit in MSG_STATUS_MAX");
@@ -67,11 +67,16 @@ static void put_rule(struct cbor_enc *e, const struct rule *r)
 
 static void put_stat(struct cbor_enc *e, const struct msg_stat *s)
 {
-	const uint64_t v[] = {s->vsock_port, s->open,	  s->total,
-			      s->failed,     s->bytes_up, s->bytes_down};
+	const uint64_t v[S_KEYS] = {s->vsock_port, s->open,	  s->total,   s->failed,
+				    s->bytes_up,   s->bytes_down, s->refused, s->limit};
+	/*
+	 * A rule without max_connections refuses nothing: its entry stays the size it
+	 * always was, so that only limits can make a STATS frame outgrow MSG_MAX.
+	 */
+	unsigned n = s->limit ? S_KEYS : S_REFUSED;
 
-	cbor_put_map(e, 6);
-	for (unsigned k = 0; k < 6; k++) {
+	cbor_put_map(e, n);
+	for (unsigned k = 0; k < n; k++) {
 		cbor_put_uint(e, k);
 		cbor_put_uint(e, v[k]);
 	}
@@ -101,21 +106,47 @@ size_t msg_rule_size(const struct rule *r)
 	return cbor_enc_done(&e);
 }
 
-size_t msg_hello_size(const struct rule *rules, size_t n)
+/* m with an empty array, grown to hold one share per rule: the message with them all. */
+static size_t with_rules(const struct msg *m, const struct rule *rules, size_t n,
+			 size_t (*share)(const struct rule *r))
 {
-	struct msg m = {.type = MSG_HELLO, .proto = UINT32_MAX, .role = 1};
 	uint8_t buf[MSG_VERSION_MAX + 64];
 	struct cbor_enc e;
 
-	memset(m.version, 'v', sizeof(m.version) - 1);
-	/* The HELLO without its rules, and the array's head grown to hold n of them. */
-	size_t size = msg_encode(&m, buf, sizeof(buf)) - 1;
+	size_t size = msg_encode(m, buf, sizeof(buf)) - 1;
 	cbor_enc_init(&e, buf, sizeof(buf));
 	cbor_put_array(&e, n);
 	size += cbor_enc_done(&e);
 	for (size_t i = 0; i < n; i++)
-		size += msg_rule_size(&rules[i]);
+		size += share(&rules[i]);
 	return size;
+}
+
+size_t msg_hello_size(const struct rule *rules, size_t n)
+{
+	struct msg m = {.type = MSG_HELLO, .proto = UINT32_MAX, .role = 1};
+
+	memset(m.version, 'v', sizeof(m.version) - 1);
+	return with_rules(&m, rules, n, msg_rule_size);
+}
+
+size_t msg_stat_size(const struct rule *r)
+{
+	struct msg_stat s = {r->vsock_port, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+			     UINT64_MAX,    UINT64_MAX, UINT64_MAX, r->max_connections};
+	uint8_t buf[STAT_MAX];
+	struct cbor_enc e;
+
+	cbor_enc_init(&e, buf, sizeof(buf));
+	put_stat(&e, &s);
+	return cbor_enc_done(&e);
+}
+
+size_t msg_stats_size(const struct rule *rules, size_t n)
+{
+	struct msg m = {.type = MSG_STATS, .seq = UINT64_MAX};
+
+	return with_rules(&m, rules, n, msg_stat_size);
 }
 
 size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
@@ -320,8 +351,8 @@ static bool get_rule(struct rd *r, struct rule *out)
 static bool get_stat(struct rd *r, struct msg_stat *out)
 {
 	uint64_t n, k, v;
-	uint64_t *fields[] = {NULL,	    &out->open,	    &out->total,
-			      &out->failed, &out->bytes_up, &out->bytes_down};
+	uint64_t *fields[S_KEYS] = {NULL,	    &out->open,	      &out->total,   &out->failed,
+				    &out->bytes_up, &out->bytes_down, &out->refused, &out->limit};
 
 	if (!get_container(r, "stat", CBOR_MAP, 64, &n))
 		return false;
@@ -333,7 +364,7 @@ static bool get_stat(struct rd *r, struct msg_stat *out)
 			if (!get_uint(r, "vsock_port", UINT32_MAX, &v))
 				return false;
 			out->vsock_port = (uint32_t)v;
-		} else if (k <= S_DOWN) {
+		} else if (k < S_KEYS) {
 			if (!get_uint(r, "counter", UINT64_MAX, fields[k]))
 				return false;
 		} else if (!skip(r)) {

@@ -37,6 +37,8 @@ enum msg_type {
 struct msg_stat {
 	uint32_t vsock_port; /* the rule's key: unique in a valid config */
 	uint64_t open, total, failed, bytes_up, bytes_down;
+	uint64_t refused; /* by max_connections */
+	uint64_t limit;	  /* that half's max_connections, 0 for none */
 };
 
 struct msg {
@@ -68,6 +70,12 @@ struct msg {
  */
 size_t msg_hello_size(const struct rule *rules, size_t n);
 size_t msg_rule_size(const struct rule *r);
+/*
+ * The same for the enclave half's STATS, with every counter at its largest: an
+ * entry grows with max_connections, so limits on many rules may not fit either.
+ */
+size_t msg_stats_size(const struct rule *rules, size_t n);
+size_t msg_stat_size(const struct rule *r);
 
 /* The CBOR of m into buf; its length, or 0 when it does not fit. */
 size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap);

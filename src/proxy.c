@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -15,13 +16,23 @@
 #include "resolve.h"
 #include "util.h"
 
-/* Per address tried: a blackholed first address must not cost the whole connection. */
-#define CONNECT_TIMEOUT_MS 5000
+/*
+ * Per address tried, unless the rule's connect_timeout says otherwise: a
+ * blackholed first address must not cost the whole connection.
+ */
+#define CONNECT_TIMEOUT_MS (CONFIG_CONNECT_TIMEOUT * 1000)
 /* A name with no answer by then fails, whatever resolv.conf's timeouts. */
 #define RESOLVE_TIMEOUT_MS 10000
 /* An emulated vsock listener with a full backlog says EAGAIN: retry this often. */
 #define CONNECT_RETRY_MS 10
 #define ACCEPT_BATCH 64
+/* A full rule says so at most this often, with how many it refused meanwhile. */
+#define FULL_LOG_MS 1000
+/*
+ * An idle connection is looked at this many times per idle_timeout: it is
+ * closed at most a quarter of idle_timeout late, for a handful of timer runs.
+ */
+#define IDLE_CHECKS 4
 
 enum target { TARGET_VSOCK, TARGET_LOCAL_TCP, TARGET_NAME };
 
@@ -34,6 +45,8 @@ struct listener {
 	enum target target;
 	int fd;
 	int64_t last_pause_log;
+	int64_t last_full_log;
+	unsigned long refused_unsaid; /* refused since the last line that said so */
 	struct proxy_stats stats;
 };
 
@@ -55,8 +68,11 @@ struct conn {
 	enum conn_state state;
 	int cfd, sfd;
 	int64_t start;
-	struct loop_timer timer;
+	struct loop_timer timer; /* connect deadline or retry; idle checks once relaying */
 	unsigned retries;
+	bool idle;	     /* closed by idle_timeout */
+	uint64_t idle_bytes; /* bytes relayed when last looked at, and since when */
+	int64_t idle_since;
 	struct resolve_req *rq;
 	struct addrinfo *ai, *cur; /* TARGET_NAME: the addresses, and the one being tried */
 	struct addrinfo lit;       /* an IP literal's one address, never from the resolver */
@@ -145,10 +161,18 @@ static void conn_done(struct relay *r)
 	struct listener *ln = c->ln;
 	int64_t ms = loop_now() - c->start;
 
+	loop_timer_stop(ln->px->loop, &c->timer);
 	ln->stats.open--;
 	ln->stats.bytes_up += r->up.bytes;
 	ln->stats.bytes_down += r->down.bytes;
-	if (r->err) {
+	if (c->idle) {
+		log_info(c->id,
+			 "%s: closed after %lld ms without a byte either way (idle_timeout %" PRIu32
+			 " s); %llu bytes up, %llu down, %lld ms",
+			 ln->label, (long long)(loop_now() - c->idle_since), ln->rule->idle_timeout,
+			 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
+			 (long long)ms);
+	} else if (r->err) {
 		/* A client that resets or leaves is routine; trouble on the server's side is not. */
 		bool routine = r->err_side == RELAY_CLIENT && (r->err == ECONNRESET || r->err == EPIPE);
 		ln->stats.failed += !routine;
@@ -180,6 +204,36 @@ static void conn_established(struct conn *c)
 	}
 	c->state = CONN_RELAYING;
 	log_info(c->id, "%s: %s -> %s: connected", c->ln->label, c->peer, c->far);
+	c->idle_since = loop_now();
+	/* Without its timer (out of memory) the connection only goes without the limit. */
+	if (c->ln->rule->idle_timeout)
+		loop_timer_set(l, &c->timer, (int64_t)c->ln->rule->idle_timeout * 1000 / IDLE_CHECKS);
+}
+
+/*
+ * Idle time is read from the relay's byte counters a few times per idle_timeout,
+ * so the relay's hot path pays nothing for it: no clock, no timer per byte.
+ */
+static void conn_idle_check(struct conn *c)
+{
+	struct relay *r = &c->relay;
+	uint64_t bytes = r->up.bytes + r->down.bytes;
+	int64_t now = loop_now(), limit = (int64_t)c->ln->rule->idle_timeout * 1000;
+
+	if (bytes != c->idle_bytes) {
+		c->idle_bytes = bytes;
+		c->idle_since = now;
+	}
+	if (r->done)
+		return; /* ended otherwise, and not yet freed */
+	int64_t left = limit - (now - c->idle_since);
+	if (left <= 0) {
+		c->idle = true;
+		relay_abort(r, RELAY_CLIENT, ETIMEDOUT); /* a plain close both ways, not a reset */
+		return;
+	}
+	loop_timer_set(c->ln->px->loop, &c->timer,
+		       left < limit / IDLE_CHECKS ? left : limit / IDLE_CHECKS);
 }
 
 /* The attempt in flight failed with err: try the next address, or give up. */
@@ -215,7 +269,9 @@ static void on_conn_timer(struct loop *l, struct loop_timer *t)
 	struct conn *c = container_of(t, struct conn, timer);
 
 	(void)l;
-	if (c->state == CONN_CONNECTING && c->sfd < 0)
+	if (c->state == CONN_RELAYING)
+		conn_idle_check(c);
+	else if (c->state == CONN_CONNECTING && c->sfd < 0)
 		conn_attempt(c); /* the backlog-full retry */
 	else
 		conn_next(c, ETIMEDOUT);
@@ -244,6 +300,14 @@ static socklen_t conn_addr(struct conn *c, struct sockaddr_storage *ss)
 	return 0;
 }
 
+/* Every connect this half makes for the rule, to a vsock port, the app or a far address. */
+static int64_t connect_ms(const struct conn *c)
+{
+	uint32_t s = c->ln->rule->connect_timeout;
+
+	return s ? (int64_t)s * 1000 : CONNECT_TIMEOUT_MS;
+}
+
 static void conn_attempt(struct conn *c)
 {
 	struct loop *l = c->ln->px->loop;
@@ -265,8 +329,7 @@ static void conn_attempt(struct conn *c)
 		if (no_fd)
 			listener_pause(c->ln, "connect", err);
 		/* A retry with no timer would never come: fail now, not hold the client. */
-		if ((err == EAGAIN || no_fd) &&
-		    ++c->retries < CONNECT_TIMEOUT_MS / CONNECT_RETRY_MS &&
+		if ((err == EAGAIN || no_fd) && ++c->retries < connect_ms(c) / CONNECT_RETRY_MS &&
 		    loop_timer_set(l, &c->timer, CONNECT_RETRY_MS) == 0)
 			return;
 		conn_next(c, err);
@@ -278,7 +341,7 @@ static void conn_attempt(struct conn *c)
 	}
 	/* Both, or neither: without its timer a connect to a silent peer could wait forever. */
 	if (loop_add(l, c->sfd, POLLOUT, on_connect_io, c) != 0 ||
-	    loop_timer_set(l, &c->timer, CONNECT_TIMEOUT_MS) != 0)
+	    loop_timer_set(l, &c->timer, connect_ms(c)) != 0)
 		conn_next(c, errno);
 }
 
@@ -372,6 +435,29 @@ static void listener_pause(struct listener *ln, const char *what, int err)
 	listener_paused(ln, what, err);
 }
 
+/*
+ * A rule at its max_connections: the client is closed at once rather than left
+ * to wait in the queue, and the listener goes on serving; the refusals are said
+ * at most once per FULL_LOG_MS, each line with their count since the last.
+ */
+static void listener_refuse(struct listener *ln, int fd, const struct sockaddr_storage *peer,
+			    socklen_t plen)
+{
+	int64_t now = loop_now();
+	char who[NET_ADDR_LEN];
+
+	close(fd);
+	ln->stats.refused++;
+	ln->refused_unsaid++;
+	if (now - ln->last_full_log < FULL_LOG_MS)
+		return;
+	log_warn(0, "%s: refused %s: max_connections %" PRIu32 " open; %lu refused since last said",
+		 ln->label, net_addr_str((const struct sockaddr *)peer, plen, who, sizeof(who)),
+		 ln->rule->max_connections, ln->refused_unsaid);
+	ln->last_full_log = now;
+	ln->refused_unsaid = 0;
+}
+
 static void on_accept(struct loop *l, int fd, short rev, void *arg)
 {
 	struct listener *ln = arg;
@@ -394,6 +480,10 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 				 net_addr_str((struct sockaddr *)&peer, plen, who, sizeof(who)),
 				 ln->px->opts.peer_cid);
 			close(cfd);
+			continue;
+		}
+		if (ln->rule->max_connections && ln->stats.open >= ln->rule->max_connections) {
+			listener_refuse(ln, cfd, &peer, plen);
 			continue;
 		}
 		conn_start(ln, cfd, &peer, plen);
@@ -422,6 +512,7 @@ struct proxy *proxy_new(struct loop *l, const struct config *c, const struct pro
 		ln->rule = r;
 		ln->fd = -1;
 		ln->last_pause_log = -10000;
+		ln->last_full_log = -FULL_LOG_MS;
 		config_rule_name(r, ln->label, sizeof(ln->label));
 		if (r->dir == RULE_INBOUND) {
 			ln->vsock = !host;
@@ -480,9 +571,10 @@ void proxy_close(struct proxy *px)
 /* At exit: every connection closed and freed now, wherever it was; none left queued in the loop. */
 static void conn_destroy(struct conn *c)
 {
-	if (c->state == CONN_RELAYING)
+	if (c->state == CONN_RELAYING) {
+		loop_timer_stop(c->ln->px->loop, &c->timer);
 		relay_discard(&c->relay); /* closes both fds */
-	else
+	} else
 		conn_drop(c);
 	loop_undefer(c->ln->px->loop, &c->free_d);
 	conn_free(&c->free_d);

@@ -18,6 +18,7 @@ struct proxy_opts {
 /* Counters of one rule in this half. */
 struct proxy_stats {
 	unsigned long open, total, failed;
+	unsigned long refused; /* by max_connections */
 	uint64_t bytes_up, bytes_down; /* up: towards the server of the rule */
 };
 

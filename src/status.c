@@ -71,8 +71,9 @@ static void answer(struct status_server *s, const struct msg_stat *estats, size_
 		for (size_t i = 0; i < c->nrules; i++) {
 			const struct proxy_stats *p = proxy_stats(s->px, i);
 			uint32_t port = c->rules[i].vsock_port;
-			m.stats[i] = (struct msg_stat){port,	  p->open,     p->total,
-						       p->failed, p->bytes_up, p->bytes_down};
+			m.stats[i] = (struct msg_stat){
+			    port,	 p->open,	p->total,   p->failed,
+			    p->bytes_up, p->bytes_down, p->refused, c->rules[i].max_connections};
 			m.peer_stats[i] = (struct msg_stat){.vsock_port = port};
 			for (size_t j = 0; j < nestats; j++)
 				if (estats[j].vsock_port == port)
@@ -256,16 +257,21 @@ void status_free(struct status_server *s)
 	free(s);
 }
 
+/* Each half's own max_connections beside its open count: "3/100", or "3" for no limit. */
 static void print_rows(FILE *out, const char *half, const struct msg *m, const struct msg_stat *st)
 {
 	for (size_t i = 0; i < m->nrules; i++) {
 		const struct rule *r = &m->rules[i];
-		char name[CONFIG_RULE_NAME_LEN];
-		fprintf(out, "%-28s %-8s %6llu %8llu %7llu %14llu %14llu\n",
-			config_rule_name(r, name, sizeof(name)), half,
-			(unsigned long long)st[i].open, (unsigned long long)st[i].total,
-			(unsigned long long)st[i].failed, (unsigned long long)st[i].bytes_up,
-			(unsigned long long)st[i].bytes_down);
+		char name[CONFIG_RULE_NAME_LEN], open[48];
+		int n = snprintf(open, sizeof(open), "%llu", (unsigned long long)st[i].open);
+		if (st[i].limit)
+			snprintf(open + n, sizeof(open) - (size_t)n, "/%llu",
+				 (unsigned long long)st[i].limit);
+		fprintf(out, "%-28s %-8s %13s %8llu %7llu %14llu %14llu %8llu\n",
+			config_rule_name(r, name, sizeof(name)), half, open,
+			(unsigned long long)st[i].total, (unsigned long long)st[i].failed,
+			(unsigned long long)st[i].bytes_up, (unsigned long long)st[i].bytes_down,
+			(unsigned long long)st[i].refused);
 	}
 }
 
@@ -321,8 +327,8 @@ int status_query(const char *path, FILE *out, char *err, size_t errlen)
 		fprintf(out, "enclave half: connected, qproxy %s\n", m.peer_version);
 	else
 		fprintf(out, "enclave half: not connected\n");
-	fprintf(out, "%-28s %-8s %6s %8s %7s %14s %14s\n", "RULE", "HALF", "OPEN", "TOTAL",
-		"FAILED", "BYTES UP", "BYTES DOWN");
+	fprintf(out, "%-28s %-8s %13s %8s %7s %14s %14s %8s\n", "RULE", "HALF", "OPEN", "TOTAL",
+		"FAILED", "BYTES UP", "BYTES DOWN", "REFUSED");
 	print_rows(out, "host", &m, m.stats);
 	if (m.has_peer_stats)
 		print_rows(out, "enclave", &m, m.peer_stats);

@@ -677,14 +677,15 @@ class QProxy:
     def status_socket(self, name="host"):
         return self.work_dir / f"{name}.status.sock"
 
-    def host(self, config, cid=4, args=None, env=None, wait=True, nofile=None, name="host"):
-        """qproxy host --config=FILE --vsock-dir DIR CID, in the root namespace, with its
-        status socket in the test's directory."""
+    def host(self, config, cid=4, args=None, env=None, wait=True, nofile=None, name="host",
+             netns=None):
+        """qproxy host --config=FILE --vsock-dir DIR CID, in the root namespace (or netns),
+        with its status socket in the test's directory."""
         if args is None:
             args = ["host", f"--config={config}", "--vsock-dir", str(self.vsock_dir), str(cid)]
         env = {"RUST_LOG": "info", "QPROXY_STATUS_SOCKET": str(self.status_socket(name)),
                **(env or {})}
-        p = self.procs.start(name, [self.binary, *args], env=env, nofile=nofile)
+        p = self.procs.start(name, [self.binary, *args], env=env, nofile=nofile, netns=netns)
         if wait:
             self.wait_host(p, config)
         return p

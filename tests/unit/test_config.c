@@ -261,6 +261,44 @@ static void integers(void **state)
 		      "cfg.toml:3: enclave_port: expected an integer, got 0_8");
 }
 
+static void limits(void **state)
+{
+	struct config c;
+
+	(void)state;
+	parse_ok(&c, IN_OK OUT "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\n");
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(c.rules[i].max_connections, 0);
+		assert_int_equal(c.rules[i].idle_timeout, 0);
+		assert_int_equal(c.rules[i].connect_timeout, 0);
+	}
+	config_free(&c);
+	parse_ok(&c, IN_OK
+		 "max_connections = 1_000_000\nidle_timeout = 86400\nconnect_timeout = 1\n" OUT
+		 "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\nmax_connections = "
+		 "1\nidle_timeout = 1\nconnect_timeout = 300\n");
+	assert_int_equal(c.rules[0].max_connections, 1000000);
+	assert_int_equal(c.rules[0].idle_timeout, 86400);
+	assert_int_equal(c.rules[0].connect_timeout, 1);
+	assert_int_equal(c.rules[1].max_connections, 1);
+	assert_int_equal(c.rules[1].idle_timeout, 1);
+	assert_int_equal(c.rules[1].connect_timeout, 300);
+	config_free(&c);
+	EXPECT_ERRORS(IN_OK "max_connections = 0\nidle_timeout = 86401\nconnect_timeout = 301\n",
+		      "cfg.toml:5: max_connections 0 is out of range 1..1000000",
+		      "cfg.toml:6: idle_timeout 86401 is out of range 1..86400",
+		      "cfg.toml:7: connect_timeout 301 is out of range 1..300");
+	EXPECT_ERRORS(OUT
+		      "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\nmax_connections = "
+		      "1000001\nidle_timeout = \"5\"\nconnect_timeout = -5\nmax_connections = 2\n",
+		      "cfg.toml:5: max_connections 1000001 is out of range 1..1000000",
+		      "cfg.toml:6: idle_timeout: expected an integer, got \"5\"",
+		      "cfg.toml:7: connect_timeout -5 is out of range 1..300",
+		      "cfg.toml:8: max_connections is already set at line 5");
+	EXPECT_ERRORS(IN_OK "[log_location]\nidle_timeout = 5\n",
+		      "cfg.toml:6: unknown key idle_timeout in [log_location]");
+}
+
 static void strings(void **state)
 {
 	struct config c;
@@ -791,9 +829,10 @@ static void no_rules(void **state)
 }
 
 /* n outbound rules, each with a hostname of len bytes (at least 6): 4 lines a rule. */
-static char *outbound_rules(size_t n, size_t len)
+/* n outbound rules, hostnames len bytes long, the first `limited` with max_connections. */
+static char *outbound_rules(size_t n, size_t len, size_t limited)
 {
-	size_t cap = n * (len + 128) + 1, off = 0;
+	size_t cap = n * (len + 160) + 1, off = 0;
 	char *text = malloc(cap), pad[CONFIG_STR_MAX];
 
 	assert_non_null(text);
@@ -802,8 +841,8 @@ static char *outbound_rules(size_t n, size_t len)
 	for (size_t i = 0; i < n; i++)
 		off += (size_t)snprintf(
 		    text + off, cap - off,
-		    OUT "hostname = \"h%04zu%s\"\nvsock_port = %zu\ntcp_port = %zu\n", i, pad,
-		    10000 + i, 20000 + i);
+		    OUT "hostname = \"h%04zu%s\"\nvsock_port = %zu\ntcp_port = %zu\n%s", i, pad,
+		    10000 + i, 20000 + i, i < limited ? "max_connections = 1000000\n" : "");
 	return text;
 }
 
@@ -816,18 +855,18 @@ static void link_limits(void **state)
 	struct config c;
 
 	(void)state;
-	char *text = outbound_rules(1025, 8);
+	char *text = outbound_rules(1025, 8, 0);
 	EXPECT_ERRORS(text, "cfg.toml:4097: rule 1025 of 1025: the control channel carries at "
 			    "most 1024 rules");
 	free(text);
-	text = outbound_rules(1024, 8);
+	text = outbound_rules(1024, 8, 0);
 	parse_ok(&c, text);
 	assert_int_equal(c.nrules, 1024);
 	config_free(&c);
 	free(text);
 
 	/* About 300 rules with long hostnames: the rule that crosses 64 KiB is named. */
-	text = outbound_rules(330, 180);
+	text = outbound_rules(330, 180, 0);
 	assert_int_equal(parse(&c, text), -1);
 	assert_int_equal(c.nerrors, 1);
 	int line;
@@ -843,9 +882,28 @@ static void link_limits(void **state)
 	free(text);
 	size_t fit = (size_t)(line - 1) / 4; /* the rules before that one */
 	assert_true(fit > 250 && fit < 330);
-	text = outbound_rules(fit, 180);
+	text = outbound_rules(fit, 180, 0);
 	parse_ok(&c, text);
 	assert_int_equal(c.nrules, fit);
+	config_free(&c);
+	free(text);
+
+	/* The enclave's counters: each limit adds two to its rule's, so not on every rule. */
+	text = outbound_rules(1024, 8, 1024);
+	assert_int_equal(parse(&c, text), -1);
+	assert_int_equal(c.nerrors, 1);
+	assert_int_equal(
+	    sscanf(c.errors[0],
+		   "cfg.toml:%d: the control channel carries the enclave half's counters "
+		   "in at most 65536 bytes: the rules up to this one may make them %zu "
+		   "(all 1024 rules: %zu); set max_connections on fewer rules",
+		   &line, &at, &total),
+	    3);
+	assert_true(at > 65536 && at < total);
+	config_free(&c);
+	free(text);
+	text = outbound_rules(1024, 8, 400);
+	parse_ok(&c, text);
 	config_free(&c);
 	free(text);
 }
@@ -1183,6 +1241,8 @@ static void print_round_trip(void **state)
 	round_trip(IN_OK "[log_location]\n");
 	round_trip(enclave_config);
 	round_trip(IN_OK "[enclave]\n");
+	round_trip(IN_OK "connect_timeout = 7\nmax_connections = 3\n" OUT
+			 "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\nidle_timeout = 60\n");
 	/*
 	 * The config fuzzer's first find: a hostname near the limit made the printed
 	 * flow comment longer than inih's line, which then failed to parse back.
@@ -1349,6 +1409,7 @@ int main(void)
 	    cmocka_unit_test(guide_reference_parses),
 	    cmocka_unit_test(defaults),
 	    cmocka_unit_test(integers),
+	    cmocka_unit_test(limits),
 	    cmocka_unit_test(strings),
 	    cmocka_unit_test(unknown_table),
 	    cmocka_unit_test(log_location_twice),

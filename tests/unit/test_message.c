@@ -74,7 +74,8 @@ static void hello_round_trip(void **state)
 
 static void other_types_round_trip(void **state)
 {
-	struct msg_stat st[2] = {{9000, 1, 2, 3, 4, 5}, {7777, 0, UINT64_MAX, 0, 1ull << 40, 7}};
+	struct msg_stat st[2] = {{9000, 1, 2, 3, 4, 5, 6, 100},
+				 {7777, 0, UINT64_MAX, 0, 1ull << 40, 7, 0, 0}};
 	struct msg m = {.type = MSG_LOG, .level = 2};
 	struct msg d;
 
@@ -102,6 +103,25 @@ static void other_types_round_trip(void **state)
 	}
 }
 
+/* msg_stats_size() is what the largest STATS for these rules takes: with and without limits. */
+static void stats_size_is_the_largest(void **state)
+{
+	struct rule rules[3] = {in_rule(9000, 80, 8080), in_rule(9001, 81, 8081),
+				out_rule(7777, "h", 443, 0x7f000001)};
+	struct msg_stat st[3];
+	struct msg m = {.type = MSG_STATS, .seq = UINT64_MAX, .stats = st, .nstats = 3};
+
+	(void)state;
+	rules[1].max_connections = 1000000;
+	for (size_t i = 0; i < 3; i++)
+		st[i] = (struct msg_stat){
+		    rules[i].vsock_port, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+		    UINT64_MAX,		 UINT64_MAX, UINT64_MAX, rules[i].max_connections};
+	assert_int_equal(msg_encode(&m, buf, sizeof(buf)), msg_stats_size(rules, 3));
+	/* refused, at its largest, and 1000000, each behind a key byte */
+	assert_int_equal(msg_stat_size(&rules[1]), msg_stat_size(&rules[0]) + (1 + 9) + (1 + 5));
+}
+
 static void assert_stat_equal(const struct msg_stat *a, const struct msg_stat *b)
 {
 	assert_int_equal(a->vsock_port, b->vsock_port);
@@ -110,6 +130,8 @@ static void assert_stat_equal(const struct msg_stat *a, const struct msg_stat *b
 	assert_int_equal(a->failed, b->failed);
 	assert_int_equal(a->bytes_up, b->bytes_up);
 	assert_int_equal(a->bytes_down, b->bytes_down);
+	assert_int_equal(a->refused, b->refused);
+	assert_int_equal(a->limit, b->limit);
 }
 
 /* The status socket's reply: the rules, this half's counters, the enclave's when it answered. */
@@ -117,8 +139,9 @@ static void status_round_trip(void **state)
 {
 	struct rule rules[] = {in_rule(9000, 80, 8080),
 			       out_rule(7777, "api.example.com", 443, 0x7f000002)};
-	struct msg_stat host[2] = {{9000, 1, 2, 3, 4, 5}, {7777, 0, UINT64_MAX, 0, 1ull << 40, 7}};
-	struct msg_stat encl[2] = {{9000, 6, 7, 8, 9, 10}, {7777, 0, 0, 0, 0, 0}};
+	struct msg_stat host[2] = {{9000, 1, 2, 3, 4, 5, 6, 1000000},
+				   {7777, 0, UINT64_MAX, 0, 1ull << 40, 7, 0, 0}};
+	struct msg_stat encl[2] = {{9000, 6, 7, 8, 9, 10, 11, 12}, {7777, 0, 0, 0, 0, 0, 0, 0}};
 	struct msg m = {.type = MSG_STATUS,
 			.cid = 4,
 			.connected = true,
@@ -325,10 +348,14 @@ static void diff_names_each_difference(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(hello_round_trip),		  cmocka_unit_test(other_types_round_trip),
-	    cmocka_unit_test(status_round_trip),	  cmocka_unit_test(unknown_keys_ignored),
-	    cmocka_unit_test(foreign_fields_dropped),	  cmocka_unit_test(hostile_input_refused),
+	    cmocka_unit_test(hello_round_trip),
+	    cmocka_unit_test(other_types_round_trip),
+	    cmocka_unit_test(status_round_trip),
+	    cmocka_unit_test(unknown_keys_ignored),
+	    cmocka_unit_test(foreign_fields_dropped),
+	    cmocka_unit_test(hostile_input_refused),
 	    cmocka_unit_test(diff_names_each_difference),
+	    cmocka_unit_test(stats_size_is_the_largest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

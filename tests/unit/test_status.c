@@ -80,7 +80,8 @@ struct rig {
 static int setup(void **state)
 {
 	struct rig *g = calloc(1, sizeof(*g));
-	static const struct msg_stat estats[] = {{7777, 1, 2, 3, 4, 5}, {9995, 6, 7, 8, 9, 10}};
+	static const struct msg_stat estats[] = {{7777, 1, 2, 3, 4, 5, 0, 0},
+						 {9995, 6, 7, 8, 9, 10, 11, 12}};
 	char err[256];
 	static const char toml[] = "[[inbound_connections]]\n"
 				   "host_port = 5050\n"
@@ -307,8 +308,10 @@ static void largest_reply_arrives_whole(void **state)
 	struct msg m;
 
 	for (size_t i = 0; i < BIG_RULES; i++)
-		big_stats[i] = (struct msg_stat){10000 + (uint32_t)i, UINT64_MAX, UINT64_MAX,
-						 UINT64_MAX,	      UINT64_MAX, UINT64_MAX};
+		/* No limits: the config check keeps limited rules' larger entries in a frame. */
+		big_stats[i] =
+		    (struct msg_stat){10000 + (uint32_t)i, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+				      UINT64_MAX,	   UINT64_MAX, 0,	   0};
 	g->estats = big_stats;
 	g->nestats = BIG_RULES;
 	enclave_links(g);
