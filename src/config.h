@@ -21,6 +21,9 @@ struct rule {
 				  hostname:tcp_port */
 	char hostname[CONFIG_STR_MAX]; /* outbound */
 	uint32_t enclave_address; /* outbound: in 127.0.0.0/8, host byte order; default 127.0.0.1 */
+	/* inbound, acted on by the host half only (see proxyproto.h) */
+	uint8_t proxy_protocol;	    /* enum pp_version: the header it sends; PP_NONE by default */
+	bool accept_proxy_protocol; /* its clients send one, which names the original client */
 };
 
 struct config {
