@@ -78,7 +78,8 @@ static long parse_v1(const uint8_t *p, size_t n, struct pp_header *h, char *err,
 	while (len + 1 < n && len + 2 <= PP_V1_MAX && !(p[len] == '\r' && p[len + 1] == '\n'))
 		len++;
 	if (len + 1 >= n || !(p[len] == '\r' && p[len + 1] == '\n'))
-		return len + 2 > PP_V1_MAX ? refuse(err, errlen, "v1: no CRLF within 107 bytes") : 0;
+		return len + 2 > PP_V1_MAX ? refuse(err, errlen, "v1: no CRLF within 107 bytes")
+					   : 0;
 	memcpy(line, p, len);
 	line[len] = '\0';
 	h->version = PP_V1;

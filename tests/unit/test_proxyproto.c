@@ -38,8 +38,8 @@ static struct sockaddr_storage addr(const char *ip, uint16_t port)
 static void assert_addr(const struct sockaddr_storage *ss, const char *ip, uint16_t port)
 {
 	struct sockaddr_storage want = addr(ip, port);
-	size_t n = want.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-					     : sizeof(struct sockaddr_in6);
+	size_t n =
+	    want.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 
 	assert_int_equal(ss->ss_family, want.ss_family);
 	assert_memory_equal(ss, &want, n);
@@ -84,7 +84,8 @@ static void v1_encoded(void **state)
 	n = pp_encode(PP_V1, (struct sockaddr *)&s6, (struct sockaddr *)&d, out, sizeof(out));
 	assert_memory_equal(out, "PROXY TCP6 2001:db8::7 ::ffff:10.0.0.1 443 5050\r\n", n);
 	/* No room: nothing. */
-	assert_int_equal(pp_encode(PP_V1, (struct sockaddr *)&s, (struct sockaddr *)&d, out, 10), 0);
+	assert_int_equal(pp_encode(PP_V1, (struct sockaddr *)&s, (struct sockaddr *)&d, out, 10),
+			 0);
 	/* Not IP: UNKNOWN. */
 	struct sockaddr_storage u = {.ss_family = AF_UNIX};
 	n = pp_encode(PP_V1, (struct sockaddr *)&u, (struct sockaddr *)&d, out, sizeof(out));
@@ -104,7 +105,8 @@ static void v2_encoded(void **state)
 
 	(void)state;
 	n = pp_encode(PP_V2, (struct sockaddr *)&s, (struct sockaddr *)&d, out, sizeof(out));
-	static const uint8_t v4[] = {0x21, 0x11, 0, 12, 192, 0, 2, 7, 10, 0, 0, 1, 0x12, 0x34, 0x56, 0x78};
+	static const uint8_t v4[] = {0x21, 0x11, 0, 12, 192,  0,    2,	  7,
+				     10,   0,	 0, 1,	0x12, 0x34, 0x56, 0x78};
 	assert_int_equal(n, 28);
 	assert_memory_equal(out, sig, 12);
 	assert_memory_equal(out + 12, v4, sizeof(v4));
@@ -115,7 +117,8 @@ static void v2_encoded(void **state)
 	assert_int_equal(out[15], 36);
 	assert_int_equal(out[16], 0x20);
 	assert_int_equal(out[51], 80);
-	assert_int_equal(pp_encode(PP_V2, (struct sockaddr *)&s6, (struct sockaddr *)&d6, out, 51), 0);
+	assert_int_equal(pp_encode(PP_V2, (struct sockaddr *)&s6, (struct sockaddr *)&d6, out, 51),
+			 0);
 	/* Not IP: LOCAL, no addresses. */
 	struct sockaddr_storage u = {.ss_family = AF_UNIX};
 	n = pp_encode(PP_V2, (struct sockaddr *)&u, (struct sockaddr *)&d, out, sizeof(out));
@@ -127,8 +130,8 @@ static void v2_encoded(void **state)
 /* Whatever we encode parses back to the same addresses, whole or not at all. */
 static void round_trip(void **state)
 {
-	const char *ips[][2] = {{"192.0.2.7", "10.0.0.1"}, {"2001:db8::7", "fe80::1"},
-				{"0.0.0.0", "255.255.255.255"}};
+	const char *ips[][2] = {
+	    {"192.0.2.7", "10.0.0.1"}, {"2001:db8::7", "fe80::1"}, {"0.0.0.0", "255.255.255.255"}};
 	uint8_t out[PP_OUT_MAX + 8];
 	struct pp_header h;
 	char err[PP_ERR_LEN];
@@ -237,8 +240,8 @@ static void v2_parsed_and_hostile(void **state)
 	/* IPv6 with a TLV behind the addresses; only what the length says is the header's. */
 	v2_head(p, 0x21, 0x21, 40);
 	p[16] = 0x20, p[17] = 0x01, p[31] = 7; /* 2001::7 */
-	p[47] = 1;			   /* ::1 */
-	p[48] = 0x10, p[49] = 0x92;	   /* port 4242 */
+	p[47] = 1;			       /* ::1 */
+	p[48] = 0x10, p[49] = 0x92;	       /* port 4242 */
 	p[50] = 0, p[51] = 80;
 	assert_int_equal(parse(p, 55, &h, err), 0);
 	assert_int_equal(parse(p, 60, &h, err), 56);
@@ -280,9 +283,9 @@ static void v2_parsed_and_hostile(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(v1_encoded),	     cmocka_unit_test(v2_encoded),
-	    cmocka_unit_test(round_trip),	     cmocka_unit_test(v1_parsed),
-	    cmocka_unit_test(v1_hostile),	     cmocka_unit_test(v2_parsed_and_hostile),
+	    cmocka_unit_test(v1_encoded), cmocka_unit_test(v2_encoded),
+	    cmocka_unit_test(round_trip), cmocka_unit_test(v1_parsed),
+	    cmocka_unit_test(v1_hostile), cmocka_unit_test(v2_parsed_and_hostile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
