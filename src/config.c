@@ -3,6 +3,7 @@
 #include "log.h"
 #include "message.h"
 #include "net.h"
+#include "proxyproto.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -57,8 +58,10 @@ static const struct {
  * in host byte order and printed only when it is not INADDR_LOOPBACK, its
  * default. V_PATH: a string holding an absolute path. V_NUMBER: an integer in
  * 1..number_max(), a uint32_t printed only when set (0 stands for not set).
+ * V_PP: "v1" or "v2", an enum pp_version in a uint8_t, printed only when set.
+ * V_BOOL: true or false, unquoted, printed only when true.
  */
-enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH, V_NUMBER };
+enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH, V_NUMBER, V_PP, V_BOOL };
 
 /*
  * Ports that two rules must not share: vsock ports, and TCP ports the halves
@@ -93,6 +96,8 @@ static const struct key keys[] = {
     {T_INBOUND, "max_connections", V_NUMBER, false, SP_NONE, RULE(max_connections)},
     {T_INBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
     {T_INBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
+    {T_INBOUND, "proxy_protocol", V_PP, false, SP_NONE, RULE(proxy_protocol)},
+    {T_INBOUND, "accept_proxy_protocol", V_BOOL, false, SP_NONE, RULE(accept_proxy_protocol)},
     {T_OUTBOUND, "hostname", V_STRING, true, SP_NONE, RULE(hostname)},
     {T_OUTBOUND, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, RULE(vsock_port)},
     /* The enclave half listens on enclave_address:tcp_port. */
@@ -512,6 +517,12 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 			*(uint32_t *)dst = (uint32_t)i;
 		return true;
 	}
+	if (k->type == V_BOOL) {
+		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+			return error_at(p, p->line, "%s: expected true or false, got %s", k->name, v);
+		*(bool *)dst = v[0] == 't';
+		return true;
+	}
 	if (v[0] != '"' || n < 2 || v[n - 1] != '"')
 		return error_at(p, p->line, "%s: expected a string, got %s", k->name, v);
 	size_t m = 0;
@@ -543,6 +554,12 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 		if (level < 0)
 			return error_at(p, p->line, "%s %s is not one of " LEVEL_NAMES, k->name, v);
 		*(int *)dst = level;
+		return true;
+	}
+	if (k->type == V_PP) {
+		if (strcmp(s, "v1") != 0 && strcmp(s, "v2") != 0)
+			return error_at(p, p->line, "%s %s is not one of v1, v2", k->name, v);
+		*(uint8_t *)dst = s[1] == '1' ? PP_V1 : PP_V2;
 		return true;
 	}
 	if (k->type == V_ADDRESS) {
@@ -962,6 +979,14 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 			if (*(const uint32_t *)f != INADDR_LOOPBACK)
 				fprintf(out, "%s = \"%s\"\n", key->name,
 					net_ipv4_str(*(const uint32_t *)f, buf));
+			break;
+		case V_PP:
+			if (*(const uint8_t *)f != PP_NONE)
+				fprintf(out, "%s = \"v%u\"\n", key->name, *(const uint8_t *)f);
+			break;
+		case V_BOOL:
+			if (*(const bool *)f)
+				fprintf(out, "%s = true\n", key->name);
 			break;
 		}
 	}

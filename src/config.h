@@ -30,6 +30,9 @@ struct rule {
 	uint32_t max_connections;
 	uint32_t idle_timeout;
 	uint32_t connect_timeout;
+	/* inbound, acted on by the host half only (see proxyproto.h) */
+	uint8_t proxy_protocol;	    /* enum pp_version: the header it sends; PP_NONE by default */
+	bool accept_proxy_protocol; /* its clients send one, which names the original client */
 };
 
 #define CONFIG_CONNECT_TIMEOUT 5

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "proxyproto.h"
 #include "relay.h"
 #include "resolve.h"
 #include "util.h"
@@ -33,6 +34,8 @@
  * closed at most a quarter of idle_timeout late, for a handful of timer runs.
  */
 #define IDLE_CHECKS 4
+/* accept_proxy_protocol: a client's whole PROXY header must arrive within this. */
+#define PP_HEADER_TIMEOUT_MS 5000
 
 enum target { TARGET_VSOCK, TARGET_LOCAL_TCP, TARGET_NAME };
 
@@ -59,7 +62,25 @@ struct proxy {
 	struct conn *conns; /* every open connection, so that none outlives proxy_free() */
 };
 
-enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_RELAYING };
+/*
+ * HEADER: reading the client's PROXY header (accept_proxy_protocol).
+ * PREAMBLE: connected, writing what goes before the relay: our PROXY header
+ * and the client's bytes that came behind its own header.
+ */
+enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_RELAYING, CONN_HEADER, CONN_PREAMBLE };
+
+/*
+ * A host half's inbound connection under a PROXY protocol key: held only until
+ * the relay starts, so that other connections pay nothing for it.
+ */
+struct conn_pp {
+	struct sockaddr_storage src, dst; /* what our header names */
+	size_t in_len;			  /* read of the client's header, and what followed it */
+	uint8_t in[PP_IN_MAX];
+	size_t out_off, out_len; /* the preamble: our header, then the client's early bytes */
+	uint8_t out[PP_OUT_MAX + PP_IN_MAX];
+	size_t early; /* of out, the client's bytes */
+};
 
 struct conn {
 	struct relay relay;
@@ -74,6 +95,8 @@ struct conn {
 	uint64_t idle_bytes; /* bytes relayed when last looked at, and since when */
 	int64_t idle_since;
 	struct resolve_req *rq;
+	struct conn_pp *pp; /* NULL but under a PROXY protocol key, before the relay */
+	size_t early;	    /* client bytes sent in the preamble, before the relay counted any */
 	struct addrinfo *ai, *cur; /* TARGET_NAME: the addresses, and the one being tried */
 	struct addrinfo lit;       /* an IP literal's one address, never from the resolver */
 	struct sockaddr_storage lit_ss;
@@ -98,6 +121,7 @@ static void conn_free(struct loop_defer *d)
 		c->next->prev = c->prev;
 	if (c->ai)
 		freeaddrinfo(c->ai);
+	free(c->pp);
 	free(c);
 }
 
@@ -133,8 +157,11 @@ static void conn_drop(struct conn *c)
 		loop_del(l, c->sfd);
 		close(c->sfd);
 	}
-	if (c->cfd >= 0)
+	if (c->cfd >= 0) {
+		if (c->state == CONN_HEADER)
+			loop_del(l, c->cfd);
 		close(c->cfd);
+	}
 	c->sfd = c->cfd = -1;
 }
 
@@ -160,10 +187,11 @@ static void conn_done(struct relay *r)
 	struct conn *c = container_of(r, struct conn, relay);
 	struct listener *ln = c->ln;
 	int64_t ms = loop_now() - c->start;
+	uint64_t up = r->up.bytes + c->early; /* with the client's bytes in the preamble */
 
 	loop_timer_stop(ln->px->loop, &c->timer);
 	ln->stats.open--;
-	ln->stats.bytes_up += r->up.bytes;
+	ln->stats.bytes_up += up;
 	ln->stats.bytes_down += r->down.bytes;
 	if (c->idle) {
 		log_info(c->id,
@@ -180,22 +208,25 @@ static void conn_done(struct relay *r)
 			"%s: closed on error from the %s side: %s; %llu bytes up, %llu down, %lld ms; "
 			"up %s, down %s",
 			ln->label, r->err_side == RELAY_CLIENT ? "client" : "server", strerror(r->err),
-			(unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
+			(unsigned long long)up, (unsigned long long)r->down.bytes,
 			(long long)ms, relay_pipe_mode(&r->up), relay_pipe_mode(&r->down));
 	} else {
 		log_info(c->id, "%s: closed; %llu bytes up, %llu down, %lld ms; up %s, down %s",
-			 ln->label, (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
+			 ln->label, (unsigned long long)up, (unsigned long long)r->down.bytes,
 			 (long long)ms, relay_pipe_mode(&r->up), relay_pipe_mode(&r->down));
 	}
 	conn_free(&c->free_d);
 }
 
-static void conn_established(struct conn *c)
+static void conn_relay(struct conn *c)
 {
 	struct loop *l = c->ln->px->loop;
 
-	loop_timer_stop(l, &c->timer);
-	loop_del(l, c->sfd);
+	if (c->pp) {
+		c->early = c->pp->early;
+		free(c->pp);
+		c->pp = NULL;
+	}
 	net_tune(c->cfd);
 	net_tune(c->sfd);
 	if (relay_start(&c->relay, l, c->cfd, c->sfd, conn_done) != 0) {
@@ -236,6 +267,55 @@ static void conn_idle_check(struct conn *c)
 		       left < limit / IDLE_CHECKS ? left : limit / IDLE_CHECKS);
 }
 
+/*
+ * Write the preamble; the relay starts once it has all gone, so no client
+ * byte can overtake it. A fresh socket takes it at once but for a short write.
+ */
+static void on_preamble_io(struct loop *l, int fd, short rev, void *arg)
+{
+	struct conn *c = arg;
+	struct conn_pp *pp = c->pp;
+
+	(void)rev;
+	while (pp->out_off < pp->out_len) {
+		ssize_t n = send(fd, pp->out + pp->out_off, pp->out_len - pp->out_off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (c->state == CONN_PREAMBLE)
+				return;
+			/* Both, or neither: a far side that never reads must not hold us. */
+			c->state = CONN_PREAMBLE;
+			if (loop_add(l, fd, POLLOUT, on_preamble_io, c) != 0 ||
+			    loop_timer_set(l, &c->timer, CONNECT_TIMEOUT_MS) != 0)
+				conn_fail(c, "send", errno);
+			return;
+		}
+		if (n < 0) {
+			conn_fail(c, "send", errno);
+			return;
+		}
+		pp->out_off += (size_t)n;
+	}
+	if (c->state == CONN_PREAMBLE) {
+		loop_timer_stop(l, &c->timer);
+		loop_del(l, fd);
+	}
+	conn_relay(c);
+}
+
+static void conn_established(struct conn *c)
+{
+	struct loop *l = c->ln->px->loop;
+
+	loop_timer_stop(l, &c->timer);
+	loop_del(l, c->sfd);
+	if (c->pp)
+		on_preamble_io(l, c->sfd, 0, c);
+	else
+		conn_relay(c);
+}
+
 /* The attempt in flight failed with err: try the next address, or give up. */
 static void conn_next(struct conn *c, int err)
 {
@@ -271,6 +351,10 @@ static void on_conn_timer(struct loop *l, struct loop_timer *t)
 	(void)l;
 	if (c->state == CONN_RELAYING)
 		conn_idle_check(c);
+	else if (c->state == CONN_HEADER)
+		conn_give_up(c, "PROXY header", "none within 5 s", ""); /* PP_HEADER_TIMEOUT_MS */
+	else if (c->state == CONN_PREAMBLE)
+		conn_fail(c, "send", ETIMEDOUT);
 	else if (c->state == CONN_CONNECTING && c->sfd < 0)
 		conn_attempt(c); /* the backlog-full retry */
 	else
@@ -358,6 +442,101 @@ static void on_resolved(void *arg, struct addrinfo *ai, const char *err)
 	conn_attempt(c);
 }
 
+/* Our header, if the rule sends one, then the client's bytes that came behind its own. */
+static void conn_pp_preamble(struct conn *c, const uint8_t *early, size_t n)
+{
+	struct conn_pp *pp = c->pp;
+	uint8_t v = c->ln->rule->proxy_protocol;
+
+	pp->out_len = v == PP_NONE ? 0
+				   : pp_encode(v, (struct sockaddr *)&pp->src,
+					       (struct sockaddr *)&pp->dst, pp->out, PP_OUT_MAX);
+	if (n > 0)
+		memcpy(pp->out + pp->out_len, early, n);
+	pp->out_len += n;
+	pp->early = n;
+}
+
+static void on_header_io(struct loop *l, int fd, short rev, void *arg)
+{
+	struct conn *c = arg;
+	struct conn_pp *pp = c->pp;
+	struct pp_header h;
+	char why[PP_ERR_LEN];
+
+	(void)rev;
+	ssize_t n = read(fd, pp->in + pp->in_len, sizeof(pp->in) - pp->in_len);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n < 0) {
+		conn_fail(c, "PROXY header", errno);
+		return;
+	}
+	if (n == 0) {
+		conn_give_up(c, "PROXY header",
+			     pp->in_len ? "the client closed in the middle of it"
+					: "the client closed before sending one",
+			     "");
+		return;
+	}
+	pp->in_len += (size_t)n;
+	/* The parser says 0 only below PP_IN_MAX: the buffer cannot fill without an answer. */
+	long len = pp_parse(pp->in, pp->in_len, &h, why, sizeof(why));
+	if (len < 0) {
+		conn_give_up(c, "PROXY header", why, "");
+		return;
+	}
+	if (len == 0)
+		return;
+	loop_timer_stop(l, &c->timer);
+	loop_del(l, fd);
+	if (!h.local) {
+		/* "[IPv6]:port" takes at most 54 bytes: both fit in c->peer. */
+		char orig[60], via[60];
+		net_addr_str((struct sockaddr *)&pp->src, sizeof(pp->src), via, sizeof(via));
+		net_addr_str((struct sockaddr *)&h.src, sizeof(h.src), orig, sizeof(orig));
+		snprintf(c->peer, sizeof(c->peer), "%s via %s", orig, via);
+		pp->src = h.src;
+		pp->dst = h.dst;
+	}
+	conn_pp_preamble(c, pp->in + len, pp->in_len - (size_t)len);
+	conn_attempt(c);
+}
+
+/*
+ * A host half's inbound rule with a PROXY protocol key. Our header names the
+ * client and the address it reached, unless the client's own header (under
+ * accept_proxy_protocol) names others. 0 when the connection goes on.
+ */
+static int conn_pp_start(struct conn *c, const struct sockaddr_storage *peer, socklen_t plen)
+{
+	struct loop *l = c->ln->px->loop;
+	socklen_t len = sizeof(struct sockaddr_storage);
+
+	c->pp = calloc(1, sizeof(*c->pp));
+	if (!c->pp) {
+		conn_fail(c, "PROXY protocol", ENOMEM);
+		return -1;
+	}
+	memcpy(&c->pp->src, peer, plen);
+	if (getsockname(c->cfd, (struct sockaddr *)&c->pp->dst, &len) != 0) {
+		conn_fail(c, "getsockname", errno);
+		return -1;
+	}
+	if (!c->ln->rule->accept_proxy_protocol) {
+		conn_pp_preamble(c, NULL, 0);
+		return 0;
+	}
+	/* Both, or neither: a client that never sends its header must not hold us. */
+	c->state = CONN_HEADER;
+	if (loop_add(l, c->cfd, POLLIN, on_header_io, c) != 0 ||
+	    loop_timer_set(l, &c->timer, PP_HEADER_TIMEOUT_MS) != 0) {
+		conn_fail(c, "PROXY header", errno);
+		return -1;
+	}
+	return 0;
+}
+
 static void conn_start(struct listener *ln, int fd, const struct sockaddr_storage *peer, socklen_t plen)
 {
 	struct proxy *px = ln->px;
@@ -387,6 +566,12 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
 	switch (ln->target) {
 	case TARGET_VSOCK:
 		snprintf(c->far, sizeof(c->far), "vsock %u:%u", px->opts.peer_cid, r->vsock_port);
+		/* Only the host half acts: the enclave half passes the header on as bytes. */
+		if (px->opts.role == PROXY_HOST &&
+		    (r->proxy_protocol != PP_NONE || r->accept_proxy_protocol)) {
+			if (conn_pp_start(c, peer, plen) != 0 || c->state == CONN_HEADER)
+				return;
+		}
 		conn_attempt(c);
 		return;
 	case TARGET_LOCAL_TCP:
