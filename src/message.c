@@ -70,13 +70,19 @@ static void put_stat(struct cbor_enc *e, const struct msg_stat *s)
 	const uint64_t v[S_KEYS] = {s->vsock_port, s->open,	  s->total,   s->failed,
 				    s->bytes_up,   s->bytes_down, s->refused, s->limit};
 	/*
-	 * A rule without max_connections refuses nothing: its entry stays the size it
-	 * always was, so that only limits can make a STATS frame outgrow MSG_MAX.
+	 * refused and limit only when not zero: a rule without max_connections refuses
+	 * nothing, so its entry stays the size it always was, and only limits can make
+	 * a STATS frame outgrow MSG_MAX. What is decoded encodes back the same.
 	 */
-	unsigned n = s->limit ? S_KEYS : S_REFUSED;
+	bool has[S_KEYS];
+	unsigned n = 0;
 
+	for (unsigned k = 0; k < S_KEYS; k++)
+		n += has[k] = k < S_REFUSED || v[k] != 0;
 	cbor_put_map(e, n);
-	for (unsigned k = 0; k < n; k++) {
+	for (unsigned k = 0; k < S_KEYS; k++) {
+		if (!has[k])
+			continue;
 		cbor_put_uint(e, k);
 		cbor_put_uint(e, v[k]);
 	}
@@ -132,8 +138,10 @@ size_t msg_hello_size(const struct rule *rules, size_t n)
 
 size_t msg_stat_size(const struct rule *r)
 {
+	/* Only a rule with max_connections can refuse. */
+	uint64_t refused = r->max_connections ? UINT64_MAX : 0;
 	struct msg_stat s = {r->vsock_port, UINT64_MAX, UINT64_MAX, UINT64_MAX,
-			     UINT64_MAX,    UINT64_MAX, UINT64_MAX, r->max_connections};
+			     UINT64_MAX,    UINT64_MAX, refused,    r->max_connections};
 	uint8_t buf[STAT_MAX];
 	struct cbor_enc e;
 

@@ -114,9 +114,14 @@ static void stats_size_is_the_largest(void **state)
 	(void)state;
 	rules[1].max_connections = 1000000;
 	for (size_t i = 0; i < 3; i++)
-		st[i] = (struct msg_stat){
-		    rules[i].vsock_port, UINT64_MAX, UINT64_MAX, UINT64_MAX,
-		    UINT64_MAX,		 UINT64_MAX, UINT64_MAX, rules[i].max_connections};
+		st[i] = (struct msg_stat){rules[i].vsock_port,
+					  UINT64_MAX,
+					  UINT64_MAX,
+					  UINT64_MAX,
+					  UINT64_MAX,
+					  UINT64_MAX,
+					  rules[i].max_connections ? UINT64_MAX : 0,
+					  rules[i].max_connections};
 	assert_int_equal(msg_encode(&m, buf, sizeof(buf)), msg_stats_size(rules, 3));
 	/* refused, at its largest, and 1000000, each behind a key byte */
 	assert_int_equal(msg_stat_size(&rules[1]), msg_stat_size(&rules[0]) + (1 + 9) + (1 + 5));
