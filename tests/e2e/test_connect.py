@@ -77,11 +77,7 @@ def test_addresses_tried_in_order_5_s_each(qp, netns, link, name):
     server = qp.procs.start("echo-server", [PYTHON, str(SERVERS), "echo", LIVE, str(port)],
                             netns=server_ns)
     server.wait_tcp(port)
-    host = qp.procs.start("host", [qp.binary, "host", f"--config={cfg}", "--vsock-dir",
-                                   str(qp.vsock_dir), "4"], netns=host_ns,
-                          env={"RUST_LOG": "info",
-                               "QPROXY_STATUS_SOCKET": str(qp.status_socket())})
-    qp.wait_host(host, cfg)
+    host = qp.host(cfg, netns=host_ns)
     qp.enclave(cfg)
     qp.wait_linked(host)
     before = tcp_counters(host.pid)

@@ -101,11 +101,7 @@ def test_stuck_lookups_hold_up_no_other_connection(blackhole, qp):
     for port in (literal, local):
         qp.procs.start("echo-server", [harness.PYTHON, str(harness.SERVERS), "echo", "127.0.0.1",
                                        str(port)], netns=ns).wait_tcp(port)
-    host = qp.procs.start("host", [qp.binary, "host", f"--config={cfg}", "--vsock-dir",
-                                   str(qp.vsock_dir), "4"], netns=ns,
-                          env={"RUST_LOG": "info",
-                               "QPROXY_STATUS_SOCKET": str(qp.status_socket())})
-    qp.wait_host(host, cfg)
+    host = qp.host(cfg, netns=ns)
     qp.enclave(cfg)
 
     stuck = [qp.netns.connect("127.0.0.1", slow) for _ in range(STUCK)]
