@@ -701,6 +701,17 @@ class QProxy:
             self.wait_enclave(p, config, cid)
         return p
 
+    def linked_echo(self):
+        """Both halves, linked, with one inbound rule to an echo server in the enclave.
+        Returns (host_port, config, host, enclave)."""
+        hp = free_tcp_port()
+        cfg = self.config(inbound=[(hp, 6000, 9000)])
+        self.server("echo", 6000)
+        enclave = self.enclave(cfg)
+        host = self.host(cfg)
+        self.wait_linked(host)
+        return hp, cfg, host, enclave
+
     def wait_linked(self, host, timeout=10):
         """Until the control channel is up: the host half logs it at info."""
         wait_until(lambda: host.stderr().count("control: link to the enclave half up") >

@@ -17,18 +17,6 @@ def echo_once(port, payload):
     assert harness.echo(port, payload) == payload
 
 
-def linked_halves(qp):
-    """Both halves, linked, with one inbound rule to an echo server in the enclave.
-    Returns (host_port, config, host, enclave)."""
-    hp = free_tcp_port()
-    cfg = qp.config(inbound=[(hp, 6000, 9000)])
-    qp.server("echo", 6000)
-    enclave = qp.enclave(cfg)
-    host = qp.host(cfg)
-    qp.wait_linked(host)
-    return hp, cfg, host, enclave
-
-
 def test_mismatched_configs_are_named_on_both_sides(qp):
     host_cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)],
                          outbound=[("127.0.0.1", 9001, 7000)], name="host.toml")
@@ -101,7 +89,7 @@ def status(qp, name="host"):
 
 
 def test_status_counts_match_the_traffic(qp):
-    hp, _, _, _ = linked_halves(qp)
+    hp, _, _, _ = qp.linked_echo()
     for n in (1000, 2345, 7):
         echo_once(hp, b"z" * n)
     # The counters are read after each connection has closed, so poll until they settle.
@@ -148,7 +136,7 @@ def test_status_says_when_the_enclave_half_is_absent(qp):
 
 
 def test_links_come_back_after_either_half_restarts(qp):
-    hp, cfg, host, enclave = linked_halves(qp)
+    hp, cfg, host, enclave = qp.linked_echo()
     # The enclave half goes and comes back: the host half notices both.
     enclave.stop()
     wait_until(lambda: "control: the enclave half is gone" in host.stderr(), 10,
@@ -380,7 +368,7 @@ def test_lines_past_the_ring_are_counted_not_lost_silently(qp, netns):
     (b"", "no hello for 6 s"),
 ], ids=["garbage", "partial-frame", "nothing"])
 def test_a_hostile_peer_never_bumps_a_good_link(qp, send, dropped):
-    hp, _, host, _ = linked_halves(qp)
+    hp, _, host, _ = qp.linked_echo()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(10)
         s.connect(str(qp.vsock_path(3, 6666)))  # where the host half's control port is emulated

@@ -547,12 +547,7 @@ def test_client_never_reads_while_server_sends_1_GiB(qp, netns, direction):
 
 def test_idle_client_holds_only_its_fds(qp):
     n = 50
-    hp = free_tcp_port()
-    cfg = qp.config(inbound=[(hp, 6000, 9000)])
-    qp.server("echo", 6000)
-    enclave = qp.enclave(cfg)
-    host = qp.host(cfg)
-    qp.wait_linked(host)
+    hp, _, host, enclave = qp.linked_echo()
     halves = (host, enclave)
     fds0 = {p.name: p.nfds() for p in halves}  # no connection yet: the idle count
     assert works(inbound_connect(hp))  # buffers, pools and log paths are warm
