@@ -35,13 +35,18 @@
  * reach it. Only the "key=value" handed on must fit in LINE_MAX_LEN.
  */
 #define RAW_MAX 4096
-/* Stands for ';' between reader and handler: raw control characters are rejected. */
+/*
+ * Stand for ';', the start of an array and an element of it, between reader
+ * and handler: raw control characters are rejected, so none comes from a file.
+ */
 #define SEMI '\x1f'
+#define ARRAY_OPEN '\x1d'
+#define ARRAY_ITEM '\x1e'
 #define DEFAULT_LOG_DIR "/var/log/qproxy"
 #define VSOCK_PORT_MAX 0xfffffffeu /* 0xffffffff is VMADDR_PORT_ANY */
 #define LEVEL_NAMES "off, error, warn, info, debug, trace"
 
-enum kind { T_INBOUND, T_OUTBOUND, T_ENCLAVE, T_LOG, T_IGNORED };
+enum kind { T_INBOUND, T_OUTBOUND, T_ENCLAVE, T_EGRESS, T_LOG, T_IGNORED };
 
 static const struct {
 	const char *name;
@@ -50,6 +55,7 @@ static const struct {
     [T_INBOUND] = {"inbound_connections", true},
     [T_OUTBOUND] = {"outbound_connections", true},
     [T_ENCLAVE] = {"enclave", false},
+    [T_EGRESS] = {"egress", false},
     [T_LOG] = {"log_location", false},
 };
 
@@ -59,9 +65,22 @@ static const struct {
  * default. V_PATH: a string holding an absolute path. V_NUMBER: an integer in
  * 1..number_max(), a uint32_t printed only when set (0 stands for not set).
  * V_PP: "v1" or "v2", an enum pp_version in a uint8_t, printed only when set.
- * V_BOOL: true or false, unquoted, printed only when true.
+ * V_BOOL: true or false, unquoted, printed only when true. V_POLICY: an array of
+ * strings, each a policy entry, into a struct policy_list; always printed, one
+ * entry a line.
  */
-enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH, V_NUMBER, V_PP, V_BOOL };
+enum type {
+	V_TCP_PORT,
+	V_VSOCK_PORT,
+	V_STRING,
+	V_LOG_LEVEL,
+	V_ADDRESS,
+	V_PATH,
+	V_NUMBER,
+	V_PP,
+	V_BOOL,
+	V_POLICY
+};
 
 /*
  * Ports that two rules must not share: vsock ports, and TCP ports the halves
@@ -107,6 +126,14 @@ static const struct key keys[] = {
     {T_OUTBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
     {T_OUTBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
     {T_ENCLAVE, "hosts_file", V_PATH, false, SP_NONE, CONF(hosts_file)},
+    {T_EGRESS, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, CONF(egress_vsock_port)},
+    /* The enclave half listens on 127.0.0.1:proxy_port, where an outbound rule might. */
+    {T_EGRESS, "proxy_port", V_TCP_PORT, false, SP_ENCLAVE, CONF(egress_proxy_port)},
+    {T_EGRESS, "dns", V_BOOL, false, SP_NONE, CONF(egress_dns)},
+    {T_EGRESS, "resolv_conf", V_PATH, false, SP_NONE, CONF(egress_resolv_conf)},
+    {T_EGRESS, "connect_timeout", V_NUMBER, false, SP_NONE, CONF(egress_connect_timeout)},
+    {T_EGRESS, "allow", V_POLICY, false, SP_NONE, CONF(egress.allow)},
+    {T_EGRESS, "deny", V_POLICY, false, SP_NONE, CONF(egress.deny)},
     {T_LOG, "host_log", V_STRING, false, SP_NONE, CONF(host_log)},
     {T_LOG, "enclave_log", V_STRING, false, SP_NONE, CONF(enclave_log)},
     {T_LOG, "log_level", V_LOG_LEVEL, false, SP_NONE, CONF(log_level)},
@@ -145,6 +172,20 @@ struct parser {
 	size_t ntables, tables_cap, rules_cap;
 	struct error *errors;
 	size_t nerrors, errors_cap;
+	char raw[RAW_MAX + 2]; /* the line being read */
+	/*
+	 * An array value, read one element per reader call so that no line limit
+	 * caps its length: arr_line is its key's line (0: no array is open),
+	 * arr_rest what is left of the current line (NULL: read the next one),
+	 * arr_elem whether an element came since the '[' or the last ','. elem
+	 * holds the element handed on, as written; arr_skip says the handler
+	 * refused the array, whose elements then go nowhere.
+	 */
+	int arr_line;
+	char *arr_rest;
+	bool arr_elem, arr_skip;
+	char arr_key[CONFIG_STR_MAX];
+	char elem[RAW_MAX + 1];
 };
 
 /* arr with room for element n, or NULL (and arr unchanged) when out of memory. */
@@ -212,6 +253,7 @@ static const char *table_title(enum kind kind)
 	    [T_INBOUND] = "[[inbound_connections]]",
 	    [T_OUTBOUND] = "[[outbound_connections]]",
 	    [T_ENCLAVE] = "[enclave]",
+	    [T_EGRESS] = "[egress]",
 	    [T_LOG] = "[log_location]",
 	};
 	return titles[kind];
@@ -278,6 +320,8 @@ static void table_start(struct parser *p, enum kind kind, char *out)
 		p->single_line[kind] = p->line;
 		if (kind == T_LOG)
 			p->c->has_log_location = true;
+		if (kind == T_EGRESS)
+			p->c->has_egress = true;
 	}
 	sprintf(out, "[%zu]", p->ntables++);
 }
@@ -320,6 +364,18 @@ static bool parse_header(struct parser *p, char *s, char *out)
 	return true;
 }
 
+/*
+ * s starts with '"': past its closing quote, or NULL when it has none. The value
+ * layer checks the escapes; here we only need the string's end.
+ */
+static char *string_end(char *s)
+{
+	for (s++; *s && *s != '"'; s++)
+		if (*s == '\\' && s[1])
+			s++;
+	return *s == '"' ? s + 1 : NULL;
+}
+
 /* s: a trimmed line that is not blank, a comment or a header. */
 static bool parse_key_value(struct parser *p, char *s, char *out)
 {
@@ -331,12 +387,21 @@ static bool parse_key_value(struct parser *p, char *s, char *out)
 	if (*v != '=')
 		return error_at(p, p->line, "expected = after key %.*s", n, s);
 	e = v = skip_blanks(v + 1);
+	if (*e == '[') {
+		if ((size_t)n + 2 > LINE_MAX_LEN)
+			return error_at(p, p->line,
+					"%.*s: key and value take %zu bytes, at most %d", n, s,
+					(size_t)n + 2, LINE_MAX_LEN);
+		p->arr_line = p->line;
+		p->arr_rest = e + 1;
+		p->arr_elem = false;
+		snprintf(p->arr_key, sizeof(p->arr_key), "%.*s", n, s);
+		sprintf(out, "%.*s=%c", n, s, ARRAY_OPEN);
+		return true;
+	}
 	if (*e == '"') {
-		/* The value layer checks the escapes; here we only need the string's end. */
-		for (e++; *e && *e != '"'; e++)
-			if (*e == '\\' && e[1])
-				e++;
-		if (*e++ != '"')
+		e = string_end(e);
+		if (!e)
 			return error_at(p, p->line, "%.*s: unterminated string", n, s);
 	} else {
 		while (*e && *e != '#' && !is_blank(*e))
@@ -393,24 +458,106 @@ static bool read_line(struct parser *p, char raw[RAW_MAX + 2], size_t *len)
 /* Debian's inih reads into a buffer of INI_MAX_LINE bytes: out always has room for a line. */
 _Static_assert(INI_MAX_LINE >= LINE_MAX_LEN + 1, "inih's line buffer is too small");
 
-/* One call, one input line: inih calls the handler for that line before the next call. */
+/* The array opened at p->arr_line ends here without its ']': say so, and close it. */
+static void array_unclosed(struct parser *p, const char *before)
+{
+	error_at(p, p->arr_line, "%s: unterminated array: no ] before %s", p->arr_key, before);
+	p->arr_line = 0;
+	p->arr_rest = NULL;
+}
+
+/*
+ * Inside an array, a table header or a key = value line means its ']' is
+ * missing: nothing else starts that way (its elements are strings).
+ */
+static bool array_interrupted(char *s)
+{
+	size_t n = key_len(s);
+
+	return *s == '[' || (n > 0 && *skip_blanks(s + n) == '=');
+}
+
+/*
+ * The next step through an open array, from p->arr_rest: an element goes to
+ * the handler as "key=ARRAY_ITEM" with its text in p->elem; a ',' or ']', a
+ * comment or the line's end give nothing. Errors skip the rest of the line.
+ */
+static void array_next(struct parser *p, char *out)
+{
+	char *s = skip_blanks(p->arr_rest), *e;
+
+	p->arr_rest = NULL;
+	if (*s == '\0' || *s == '#')
+		return;
+	if (*s == ']') {
+		p->arr_line = 0;
+		s = skip_blanks(s + 1);
+		if (*s && *s != '#')
+			error_at(p, p->line, "%s: unexpected text after value: %s", p->arr_key, s);
+		return;
+	}
+	if (*s == ',') {
+		if (!p->arr_elem)
+			error_at(p, p->line, "%s: expected a string before ,", p->arr_key);
+		p->arr_elem = false;
+		p->arr_rest = s + 1;
+		return;
+	}
+	if (p->arr_elem) {
+		/* The rest of the line is lost: the next one starts afresh. */
+		error_at(p, p->line, "%s: expected , or ] after an element, got %s", p->arr_key, s);
+		p->arr_elem = false;
+		return;
+	}
+	p->arr_elem = true;
+	if (*s != '"') {
+		size_t n = strcspn(s, " \t,]#");
+		/* An array the handler refused has been reported once: that is enough. */
+		if (!p->arr_skip)
+			error_at(p, p->line, "%s: expected a string in the array, got %.*s",
+				 p->arr_key, (int)n, s);
+		p->arr_rest = s + n;
+		return;
+	}
+	e = string_end(s);
+	if (!e) {
+		error_at(p, p->line, "%s: unterminated string", p->arr_key);
+		return;
+	}
+	memcpy(p->elem, s, (size_t)(e - s));
+	p->elem[e - s] = '\0';
+	p->arr_rest = e;
+	sprintf(out, "%s=%c", p->arr_key, ARRAY_ITEM);
+}
+
+/*
+ * One call, one line for inih, whose handler sees it before the next call: an
+ * input line, or one step through an array, which may take several calls per
+ * input line and span several lines.
+ */
 static char *reader(char *out, int size, void *stream)
 {
 	struct parser *p = stream;
-	char raw[RAW_MAX + 2];
-	size_t n;
+	size_t n, len;
 
-	if (!read_line(p, raw, &n) || p->read_errno)
-		return NULL;
-	p->line++;
 	out[0] = '\0';
-	char *s = skip_blanks(raw);
+	if (p->arr_rest) {
+		array_next(p, out);
+		goto done;
+	}
+	if (!read_line(p, p->raw, &n) || p->read_errno) {
+		if (p->arr_line && !p->read_errno)
+			array_unclosed(p, "the end of the file");
+		return NULL;
+	}
+	p->line++;
+	char *s = skip_blanks(p->raw);
 	if (n > RAW_MAX) {
 		error_at(p, p->line, "line is %zu bytes long, at most %d", n, RAW_MAX);
 		goto bad;
 	}
 	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)raw[i];
+		unsigned char ch = (unsigned char)p->raw[i];
 		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
 			error_at(p, p->line, "control character 0x%02x is not allowed", ch);
 			goto bad;
@@ -420,6 +567,16 @@ static char *reader(char *out, int size, void *stream)
 	while (e > s && is_blank(e[-1]))
 		e--;
 	*e = '\0';
+	if (p->arr_line && !array_interrupted(s)) {
+		p->arr_rest = s;
+		array_next(p, out);
+		goto done;
+	}
+	if (p->arr_line) {
+		char before[32];
+		snprintf(before, sizeof(before), "line %d", p->line);
+		array_unclosed(p, before);
+	}
 	if (*s == '[') {
 		if (!parse_header(p, s, out))
 			goto bad;
@@ -427,12 +584,13 @@ static char *reader(char *out, int size, void *stream)
 		if (!parse_key_value(p, s, out))
 			goto bad;
 	}
+done:
 	/*
 	 * inih needs no newline; give it one when it fits. A line of 199 bytes gets
 	 * none, which inih r55 (Debian 12) takes as is; r59 and later would take it
 	 * for the start of a longer line and read on.
 	 */
-	size_t len = strlen(out);
+	len = strlen(out);
 	if (len + 1 < (size_t)size)
 		memcpy(out + len, "\n", 2);
 	return out;
@@ -440,9 +598,12 @@ bad:
 	/*
 	 * Keys after a header we cannot read belong to no table we know. A key on
 	 * a line we cannot read reaches the handler with no value: it is set, and
-	 * must not be reported missing as well.
+	 * must not be reported missing as well. Inside an array, the line is only
+	 * skipped.
 	 */
-	if (*s == '[') {
+	if (p->arr_line) {
+		return out;
+	} else if (*s == '[') {
 		table_start(p, T_IGNORED, out);
 	} else if (key_len(s) > 0 && key_len(s) < (size_t)size - 1) {
 		sprintf(out, "%.*s=", (int)key_len(s), s);
@@ -483,11 +644,66 @@ static bool parse_int(const char *s, bool *neg, uint64_t *v)
 
 static uint64_t number_max(const struct key *k)
 {
-	if (k->offset == RULE(max_connections))
+	if (strcmp(k->name, "max_connections") == 0)
 		return CONFIG_MAX_CONNECTIONS;
-	if (k->offset == RULE(idle_timeout))
+	if (strcmp(k->name, "idle_timeout") == 0)
 		return CONFIG_IDLE_TIMEOUT_MAX;
 	return CONFIG_CONNECT_TIMEOUT_MAX;
+}
+
+/* The string v[0, n), quotes included, without them and its escapes into s, m bytes. */
+static bool unquote(struct parser *p, const struct key *k, const char *v, size_t n, char *s,
+		    size_t *m)
+{
+	*m = 0;
+	for (size_t i = 1; i < n - 1; i++) {
+		if (v[i] == '\\') {
+			unsigned char e = (unsigned char)v[i + 1];
+			if (e != '"' && e != '\\') {
+				/* As the user can read it: a byte that is not plain ASCII, in hex.
+				 */
+				char shown[8];
+				if (e > 0x20 && e < 0x7f)
+					snprintf(shown, sizeof(shown), "%c", e);
+				else
+					snprintf(shown, sizeof(shown), "x%02x", e);
+				return error_at(p, p->line,
+						"%s: bad escape \\%s in string (only \\\" and \\\\ "
+						"are allowed)",
+						k->name, shown);
+			}
+			i++;
+		}
+		s[(*m)++] = v[i];
+	}
+	s[*m] = '\0';
+	return true;
+}
+
+/* One element of an array of policy entries, from p->elem: into k's list, or an error. */
+static void add_entry(struct parser *p, const struct table *t, const struct key *k)
+{
+	struct policy_list *l = (struct policy_list *)(table_base(p, t) + k->offset);
+	char s[RAW_MAX + 1], why[POLICY_ERR_LEN];
+	struct policy_entry e;
+	size_t m;
+
+	if (!unquote(p, k, p->elem, strlen(p->elem), s, &m))
+		return;
+	if (m == 0) {
+		error_at(p, p->line, "%s: an entry is empty", k->name);
+		return;
+	}
+	if (policy_parse_entry(s, &e, why, sizeof(why)) != 0) {
+		error_at(p, p->line, "%s: %s", k->name, why);
+		return;
+	}
+	struct policy_entry *v = grow(p, l->v, &l->cap, l->n, sizeof(*v));
+	if (!v)
+		return;
+	e.line = p->line;
+	l->v = v;
+	l->v[l->n++] = e;
 }
 
 /* The value layer: v is exactly what followed "key = ", the quotes of a string included. */
@@ -501,6 +717,22 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 	for (; value[n] && n < sizeof(v) - 1; n++)
 		v[n] = value[n] == SEMI ? ';' : value[n];
 	v[n] = '\0';
+	if (v[0] == ARRAY_OPEN) {
+		if (k->type != V_POLICY)
+			return error_at(p, p->line, "%s: expected %s, got an array", k->name,
+					k->type == V_BOOL ? "true or false"
+					: k->type == V_TCP_PORT || k->type == V_VSOCK_PORT ||
+						k->type == V_NUMBER
+					    ? "an integer"
+					    : "a string");
+		p->arr_skip = false;
+		return true;
+	}
+	if (k->type == V_POLICY)
+		return error_at(p, p->line,
+				"%s: expected an array of strings, as [\"api.example.com:443\"], "
+				"got %s",
+				k->name, v);
 	if (k->type == V_TCP_PORT || k->type == V_VSOCK_PORT || k->type == V_NUMBER) {
 		uint64_t i, max = k->type == V_NUMBER	  ? number_max(k)
 				  : k->type == V_TCP_PORT ? UINT16_MAX
@@ -525,27 +757,9 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 	}
 	if (v[0] != '"' || n < 2 || v[n - 1] != '"')
 		return error_at(p, p->line, "%s: expected a string, got %s", k->name, v);
-	size_t m = 0;
-	for (size_t i = 1; i < n - 1; i++) {
-		if (v[i] == '\\') {
-			unsigned char e = (unsigned char)v[i + 1];
-			if (e != '"' && e != '\\') {
-				/* As the user can read it: a byte that is not plain ASCII, in hex.
-				 */
-				char shown[8];
-				if (e > 0x20 && e < 0x7f)
-					snprintf(shown, sizeof(shown), "%c", e);
-				else
-					snprintf(shown, sizeof(shown), "x%02x", e);
-				return error_at(p, p->line,
-						"%s: bad escape \\%s in string (only \\\" and \\\\ "
-						"are allowed)",
-						k->name, shown);
-			}
-			i++;
-		}
-		s[m++] = v[i];
-	}
+	size_t m;
+	if (!unquote(p, k, v, n, s, &m))
+		return false;
 	s[m] = '\0';
 	if (m == 0)
 		return error_at(p, p->line, "%s is empty", k->name);
@@ -588,6 +802,17 @@ static int handler(void *user, const char *section, const char *name, const char
 {
 	struct parser *p = user;
 
+	/* The handler took the array's key: its table and key are known and good. */
+	if (value[0] == ARRAY_ITEM) {
+		if (!p->arr_skip) {
+			const struct table *t = &p->tables[strtoul(section, NULL, 10)];
+			add_entry(p, t, &keys[find_key(t->kind, name)]);
+		}
+		return 1;
+	}
+	/* Refused until the value layer takes it: then its elements go nowhere. */
+	if (value[0] == ARRAY_OPEN)
+		p->arr_skip = true;
 	if (section[0] == '\0') {
 		error_at(p, p->line, "key %s is outside any table", name);
 		return 1;
@@ -623,12 +848,19 @@ static uint32_t port_value(struct parser *p, const struct table *t, size_t k)
 	return keys[k].type == V_TCP_PORT ? *(const uint16_t *)f : *(const uint32_t *)f;
 }
 
-/* a, in host byte order, as a dotted quad. */
-/* An outbound rule's enclave_address; false when it is bad, which has been reported. */
+/*
+ * Where the enclave half listens for a table: an outbound rule's
+ * enclave_address, [egress]'s 127.0.0.1; false when it is bad, which has been
+ * reported.
+ */
 static bool enclave_address(struct parser *p, const struct table *t, uint32_t *addr)
 {
 	int a = find_key(T_OUTBOUND, "enclave_address");
 
+	if (t->kind != T_OUTBOUND) {
+		*addr = INADDR_LOOPBACK;
+		return true;
+	}
 	if (t->key_line[a] && !(t->valid & 1u << a))
 		return false;
 	*addr = p->c->rules[t->rule].enclave_address;
@@ -832,8 +1064,10 @@ static void check_tables(struct parser *p)
 				check_clash(p, ti, k, v);
 		}
 	}
-	if (p->c->nrules == 0)
-		error_at(p, 1, "no rules: add [[inbound_connections]] or [[outbound_connections]]");
+	if (p->c->nrules == 0 && !p->c->has_egress)
+		error_at(p, 1,
+			 "no rules: add [[inbound_connections]], [[outbound_connections]] or "
+			 "[egress]");
 	check_link_limits(p);
 	check_hostnames(p);
 	check_enclave_ports(p);
@@ -874,6 +1108,7 @@ static int finish(struct parser *p)
 	bool failed = p->nerrors > nwarnings || p->nomem;
 	if (failed) {
 		free(c->rules);
+		policy_free(&c->egress);
 		config_init(c);
 		c->nomem = p->nomem;
 	}
@@ -941,6 +1176,16 @@ static void print_string(FILE *out, const char *s)
 	fputc('"', out);
 }
 
+static void print_policy(FILE *out, const char *name, const struct policy_list *l)
+{
+	char buf[POLICY_ENTRY_LEN];
+
+	fprintf(out, "%s = [%s", name, l->n ? "\n" : "");
+	for (size_t i = 0; i < l->n; i++)
+		fprintf(out, "  \"%s\",\n", policy_entry_str(&l->v[i], buf, sizeof(buf)));
+	fprintf(out, "]\n");
+}
+
 static void print_table(FILE *out, enum kind kind, const char *base)
 {
 	char buf[NET_IPV4_LEN];
@@ -953,7 +1198,9 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 			continue;
 		switch (key->type) {
 		case V_TCP_PORT:
-			fprintf(out, "%s = %u\n", key->name, *(const uint16_t *)f);
+			/* Every rule's is required; [egress]'s proxy_port is 0 when not set. */
+			if (*(const uint16_t *)f)
+				fprintf(out, "%s = %u\n", key->name, *(const uint16_t *)f);
 			break;
 		case V_VSOCK_PORT:
 			fprintf(out, "%s = %" PRIu32 "\n", key->name, *(const uint32_t *)f);
@@ -988,13 +1235,17 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 			if (*(const bool *)f)
 				fprintf(out, "%s = true\n", key->name);
 			break;
+		case V_POLICY:
+			print_policy(out, key->name, (const struct policy_list *)f);
+			break;
 		}
 	}
 }
 
 /*
- * Rules, then [enclave], then [log_location]: the guide's files end with their
- * logs. [enclave] holds only hosts_file, so it is printed only when that is set.
+ * Rules, then [enclave], [egress], then [log_location]: the guide's files end
+ * with their logs. [enclave] holds only hosts_file, so it is printed only when
+ * that is set.
  */
 void config_print(const struct config *c, FILE *out)
 {
@@ -1020,13 +1271,22 @@ void config_print(const struct config *c, FILE *out)
 			print_table(out, T_OUTBOUND, (const char *)r);
 		}
 	}
+	bool any = c->nrules > 0;
 	if (c->hosts_file[0]) {
-		if (c->nrules > 0)
+		if (any)
 			fputc('\n', out);
 		print_table(out, T_ENCLAVE, (const char *)c);
+		any = true;
+	}
+	if (c->has_egress) {
+		if (any)
+			fputc('\n', out);
+		fprintf(out, "# egress: deny wins over allow; anything not allowed is denied\n");
+		print_table(out, T_EGRESS, (const char *)c);
+		any = true;
 	}
 	if (c->has_log_location) {
-		if (c->nrules > 0 || c->hosts_file[0])
+		if (any)
 			fputc('\n', out);
 		print_table(out, T_LOG, (const char *)c);
 	}
@@ -1053,5 +1313,6 @@ void config_free(struct config *c)
 		free(c->warnings[i]);
 	free(c->warnings);
 	free(c->rules);
+	policy_free(&c->egress);
 	config_init(c);
 }

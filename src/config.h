@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "policy.h"
+
 /* inih reads at most 199 bytes a line, so no value can be longer. */
 #define CONFIG_STR_MAX 200
 
@@ -52,6 +54,19 @@ struct config {
 	int log_level;			      /* enum log_level, or -1 when not set */
 
 	char hosts_file[CONFIG_STR_MAX]; /* [enclave] hosts_file, "" when not set */
+
+	/*
+	 * [egress]: destinations by policy, not by rule (see policy.h). The host half
+	 * listens on egress_vsock_port; the enclave half serves HTTP CONNECT and
+	 * SOCKS5 on 127.0.0.1:egress_proxy_port, and with egress_dns a DNS server.
+	 */
+	bool has_egress;			 /* an [egress] table was present */
+	uint32_t egress_vsock_port;		 /* required in [egress] */
+	uint16_t egress_proxy_port;		 /* 0 when not set: no proxy */
+	bool egress_dns;			 /* enclave: answer DNS on 127.0.0.1:53 */
+	char egress_resolv_conf[CONFIG_STR_MAX]; /* "" when not set */
+	uint32_t egress_connect_timeout; /* seconds per address, 0: CONFIG_CONNECT_TIMEOUT */
+	struct policy egress;		 /* allow and deny, each entry with its line */
 
 	/* Every problem found, each "FILE:LINE: message", in line order. */
 	char **errors;

@@ -134,6 +134,8 @@ static void expect_errors_n(const char *text, size_t n, uint32_t control_port,
 	assert_int_equal(rc, -1);
 	assert_int_equal(c.nrules, 0);
 	assert_false(c.has_log_location);
+	assert_false(c.has_egress);
+	assert_int_equal(c.egress.allow.n + c.egress.deny.n, 0);
 	config_free(&c);
 }
 
@@ -818,14 +820,155 @@ static void keys_after_bad_header_are_ignored(void **state)
 		      "cfg.toml:7: unknown table [nope]");
 }
 
+/* The issue's example, with the ways TOML lets an array be written. */
+#define EGRESS_EXAMPLE                                                                             \
+	"[egress]\n"                                                                               \
+	"vsock_port = 8000               # the host half listens here\n"                           \
+	"proxy_port = 3128\n"                                                                      \
+	"dns = true\n"                                                                             \
+	"resolv_conf = \"/etc/resolv.conf\"\n"                                                     \
+	"connect_timeout = 3\n"                                                                    \
+	"allow = [\n"                                                                              \
+	"  \"api.example.com:443\",\n"                                                             \
+	"  # a comment between elements\n"                                                         \
+	"\n"                                                                                       \
+	"  \"*.amazonaws.com:443\", \"10.0.0.0/8:5432\" ,\"API.Example.ORG.:8000-8010\",\n"        \
+	"  \"[2001:DB8::/32]:*\"\n"                                                                \
+	"  , \"[::1]:80\" ]  # closed\n"                                                           \
+	"deny = [\"*.internal.example.com:*\"]\n"
+
+static void egress(void **state)
+{
+	struct config c;
+	char buf[POLICY_ENTRY_LEN];
+
+	(void)state;
+	parse_ok(&c, EGRESS_EXAMPLE);
+	assert_true(c.has_egress);
+	assert_int_equal(c.nrules, 0);
+	assert_int_equal(c.egress_vsock_port, 8000);
+	assert_int_equal(c.egress_proxy_port, 3128);
+	assert_true(c.egress_dns);
+	assert_string_equal(c.egress_resolv_conf, "/etc/resolv.conf");
+	assert_int_equal(c.egress_connect_timeout, 3);
+	const char *const allow[] = {"api.example.com:443", "*.amazonaws.com:443",
+				     "10.0.0.0/8:5432",	    "api.example.org:8000-8010",
+				     "[2001:db8::/32]:*",   "[::1]:80"};
+	const int lines[] = {8, 11, 11, 11, 12, 13};
+	assert_int_equal(c.egress.allow.n, 6);
+	for (size_t i = 0; i < 6; i++) {
+		assert_string_equal(policy_entry_str(&c.egress.allow.v[i], buf, sizeof(buf)),
+				    allow[i]);
+		assert_int_equal(c.egress.allow.v[i].line, lines[i]);
+	}
+	assert_int_equal(c.egress.deny.n, 1);
+	assert_string_equal(policy_entry_str(&c.egress.deny.v[0], buf, sizeof(buf)),
+			    "*.internal.example.com:*");
+	assert_int_equal(c.egress.deny.v[0].line, 14);
+	config_free(&c);
+
+	/* Only vsock_port is required; no lists: everything is denied. */
+	parse_ok(&c, "[egress]\nvsock_port = 8000\n");
+	assert_int_equal(c.egress.allow.n + c.egress.deny.n, 0);
+	assert_int_equal(c.egress_proxy_port, 0);
+	config_free(&c);
+	EXPECT_ERRORS("[egress]\nallow = []\n", "cfg.toml:1: missing key vsock_port in [egress]");
+}
+
+/* No line limit caps a list: one entry a line, far past anything inih holds at once. */
+static void egress_long_list(void **state)
+{
+	size_t n = 20000, cap = n * 40 + 64, off = 0;
+	char *text = malloc(cap);
+	struct config c;
+
+	(void)state;
+	assert_non_null(text);
+	off += (size_t)snprintf(text, cap, "[egress]\nvsock_port = 1\nallow = [\n");
+	for (size_t i = 0; i < n; i++)
+		off += (size_t)snprintf(text + off, cap - off, "\"h%zu.example.com:%zu\",%s", i,
+					1 + i % 65535, i % 3 == 2 ? "\n" : " ");
+	snprintf(text + off, cap - off, "]\n");
+	parse_ok(&c, text);
+	assert_int_equal(c.egress.allow.n, n);
+	assert_string_equal(c.egress.allow.v[n - 1].name, "h19999.example.com");
+	assert_int_equal(c.egress.allow.v[n - 1].port_lo, 20000);
+	assert_int_equal(c.egress.allow.v[n - 1].line, 3 + (int)(n / 3) + 1);
+	config_free(&c);
+	free(text);
+}
+
+static void egress_errors(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("[egress]\nvsock_port = 1\nallow = [\"a.com\", \"*:1\", \"a:0\", \"a:9-8\",\n"
+		      "\"10.0.0.1/8:1\", \"::1:80\", \"[x]:1\", \"[::1]\", \"1.2.3.0/33:1\", "
+		      "\"a/8:1\", \"\"]\n",
+		      "cfg.toml:3: allow: a.com: no :PORT after the destination (a port, a range "
+		      "a-b, or *)",
+		      "cfg.toml:3: allow: * is not a hostname, *.suffix, IP address or CIDR (a "
+		      "name: labels of letters, digits, - and _, at most 253 bytes)",
+		      "cfg.toml:3: allow: bad port 0: expected a port 1..65535, a range a-b, or *",
+		      "cfg.toml:3: allow: port range 9-8 runs backwards",
+		      "cfg.toml:4: allow: 10.0.0.1/8 has bits set past its /8 prefix",
+		      "cfg.toml:4: allow: ::1:80: an IPv6 address goes in brackets, as [::1]:443",
+		      "cfg.toml:4: allow: x in brackets is not an IPv6 address",
+		      "cfg.toml:4: allow: [::1]: no :PORT after the destination (a port, a range "
+		      "a-b, or *)",
+		      "cfg.toml:4: allow: bad prefix length /33: expected 0..32",
+		      "cfg.toml:4: allow: a/8 is not a CIDR: expected ADDRESS/BITS",
+		      "cfg.toml:4: allow: an entry is empty");
+	/* Array syntax: each mistake once, on its own line, and the rest still read. */
+	EXPECT_ERRORS("[egress]\nvsock_port = 1\nallow = [\n , \"a:1\"\n\"b:1\" \"c:1\"\n"
+		      "1, \"d:1\",\n\"e:1\"] x\n\"f\n",
+		      "cfg.toml:4: allow: expected a string before ,",
+		      "cfg.toml:5: allow: expected , or ] after an element, got \"b:1\" \"c:1\"",
+		      "cfg.toml:6: allow: expected a string in the array, got 1",
+		      "cfg.toml:7: allow: unexpected text after value: x",
+		      "cfg.toml:8: expected key = value, [table] or [[table]]");
+	/* An array left open: found at the next key or header, or at the end. */
+	EXPECT_ERRORS("[egress]\nvsock_port = 1\nallow = [\"a:1\",\ndeny = []\n",
+		      "cfg.toml:3: allow: unterminated array: no ] before line 4");
+	EXPECT_ERRORS("[egress]\nallow = [\"a:1\",\n[log_location]\nlog_level = \"x\"\n",
+		      "cfg.toml:1: missing key vsock_port in [egress]",
+		      "cfg.toml:2: allow: unterminated array: no ] before line 3",
+		      "cfg.toml:4: log_level \"x\" is not one of off, error, warn, info, debug, "
+		      "trace");
+	EXPECT_ERRORS("[egress]\nvsock_port = 1\ndeny = [\n\"a:1\"\n",
+		      "cfg.toml:3: deny: unterminated array: no ] before the end of the file");
+	EXPECT_ERRORS("[egress]\nvsock_port = 1\nallow = [\"a\\q:1\"]\n",
+		      "cfg.toml:3: allow: bad escape \\q in string (only \\\" and \\\\ are "
+		      "allowed)");
+	/* Arrays where none belongs, a list that is not one, twice, or in the wrong place. */
+	EXPECT_ERRORS("[egress]\nvsock_port = [1]\ndns = [true, 1]\nresolv_conf = [\"/x\"]\n"
+		      "allow = \"a:1\"\ndeny = []\ndeny = [\"b:1\"]\nnope = [\"c\"]\n"
+		      "[log_location]\nallow = [\"d:1\"]\n",
+		      "cfg.toml:2: vsock_port: expected an integer, got an array",
+		      "cfg.toml:3: dns: expected true or false, got an array",
+		      "cfg.toml:4: resolv_conf: expected a string, got an array",
+		      "cfg.toml:5: allow: expected an array of strings, as "
+		      "[\"api.example.com:443\"], got \"a:1\"",
+		      "cfg.toml:7: deny is already set at line 6",
+		      "cfg.toml:8: unknown key nope in [egress]",
+		      "cfg.toml:10: unknown key allow in [log_location]");
+	/* Its ports clash with the others: the control port, a rule's, an outbound listener. */
+	EXPECT_ERRORS("[egress]\nvsock_port = 6666\nproxy_port = 443\n" OUT
+		      "hostname = \"h\"\nvsock_port = 7\ntcp_port = 443\n" IN
+		      "host_port = 1\nenclave_port = 1\nvsock_port = 7\n[egress]\n",
+		      "cfg.toml:2: vsock_port 6666 is the control port (see --control-port)",
+		      "cfg.toml:7: tcp_port 443 is already used at line 3",
+		      "cfg.toml:11: vsock_port 7 is already used at line 6",
+		      "cfg.toml:12: [egress] is already defined at line 1");
+}
+
 static void no_rules(void **state)
 {
 	(void)state;
-	EXPECT_ERRORS("", "cfg.toml:1: no rules: add [[inbound_connections]] or "
-			  "[[outbound_connections]]");
+	EXPECT_ERRORS("", "cfg.toml:1: no rules: add [[inbound_connections]], "
+			  "[[outbound_connections]] or [egress]");
 	EXPECT_ERRORS("# nothing\n\n[log_location]\nlog_level = \"info\"\n",
-		      "cfg.toml:1: no rules: add [[inbound_connections]] or "
-		      "[[outbound_connections]]");
+		      "cfg.toml:1: no rules: add [[inbound_connections]], "
+		      "[[outbound_connections]] or [egress]");
 }
 
 /* n outbound rules, each with a hostname of len bytes (at least 6): 4 lines a rule. */
@@ -1191,6 +1334,22 @@ static void assert_same_config(const struct config *a, const struct config *b)
 	assert_string_equal(a->enclave_log_dir, b->enclave_log_dir);
 	assert_int_equal(a->log_level, b->log_level);
 	assert_string_equal(a->hosts_file, b->hosts_file);
+	assert_int_equal(a->has_egress, b->has_egress);
+	assert_int_equal(a->egress_vsock_port, b->egress_vsock_port);
+	assert_int_equal(a->egress_proxy_port, b->egress_proxy_port);
+	assert_int_equal(a->egress_dns, b->egress_dns);
+	assert_string_equal(a->egress_resolv_conf, b->egress_resolv_conf);
+	assert_int_equal(a->egress_connect_timeout, b->egress_connect_timeout);
+	const struct policy_list *la[] = {&a->egress.allow, &a->egress.deny};
+	const struct policy_list *lb[] = {&b->egress.allow, &b->egress.deny};
+	for (size_t l = 0; l < 2; l++) {
+		assert_int_equal(la[l]->n, lb[l]->n);
+		for (size_t i = 0; i < la[l]->n; i++) {
+			struct policy_entry x = la[l]->v[i], y = lb[l]->v[i];
+			x.line = y.line = 0;
+			assert_memory_equal(&x, &y, sizeof(x));
+		}
+	}
 }
 
 static void round_trip(const char *text)
@@ -1241,6 +1400,8 @@ static void print_round_trip(void **state)
 	round_trip(IN_OK "[log_location]\n");
 	round_trip(enclave_config);
 	round_trip(IN_OK "[enclave]\n");
+	round_trip(EGRESS_EXAMPLE);
+	round_trip("[egress]\nvsock_port = 8000\nallow = []\n");
 	round_trip(IN_OK "connect_timeout = 7\nmax_connections = 3\n" OUT
 			 "hostname = \"h\"\nvsock_port = 1\ntcp_port = 2\nidle_timeout = 60\n");
 	/*
@@ -1370,10 +1531,12 @@ static void print_format(void **state)
 static void out_of_memory_refuses_the_whole_config(void **state)
 {
 	/* Two rules, a warning (tcp_port 8443 is also an enclave_port), a log table. */
-	const char *text = "[[outbound_connections]]\nhostname = \"api.example.com\"\n"
-			   "vsock_port = 7000\ntcp_port = 8443\n"
-			   "[[inbound_connections]]\nhost_port = 443\nenclave_port = 8443\n"
-			   "vsock_port = 9000\n[log_location]\nlog_level = \"info\"\n";
+	const char *text =
+	    "[[outbound_connections]]\nhostname = \"api.example.com\"\n"
+	    "vsock_port = 7000\ntcp_port = 8443\n"
+	    "[[inbound_connections]]\nhost_port = 443\nenclave_port = 8443\n"
+	    "vsock_port = 9000\n[log_location]\nlog_level = \"info\"\n"
+	    "[egress]\nvsock_port = 8000\nallow = [\"a:1\", \"b:2\"]\ndeny = [\"c:3\"]\n";
 	struct config c;
 	long k;
 
@@ -1389,6 +1552,7 @@ static void out_of_memory_refuses_the_whole_config(void **state)
 			assert_false(c.nomem);
 			assert_int_equal(c.nrules, 2);
 			assert_int_equal(c.nwarnings, 1);
+			assert_int_equal(c.egress.allow.n + c.egress.deny.n, 3);
 			config_free(&c);
 			break;
 		}
@@ -1396,6 +1560,8 @@ static void out_of_memory_refuses_the_whole_config(void **state)
 		assert_true(c.nomem);
 		assert_int_equal(c.nrules, 0);
 		assert_null(c.rules);
+		assert_null(c.egress.allow.v);
+		assert_null(c.egress.deny.v);
 		config_free(&c);
 	}
 	assert_true(k > 2 && k < 1000); /* several allocations were tried, and all of them */
@@ -1407,6 +1573,9 @@ int main(void)
 	    cmocka_unit_test(guide_inbound_parses),
 	    cmocka_unit_test(out_of_memory_refuses_the_whole_config),
 	    cmocka_unit_test(guide_reference_parses),
+	    cmocka_unit_test(egress),
+	    cmocka_unit_test(egress_long_list),
+	    cmocka_unit_test(egress_errors),
 	    cmocka_unit_test(defaults),
 	    cmocka_unit_test(integers),
 	    cmocka_unit_test(limits),
