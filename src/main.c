@@ -10,6 +10,8 @@
 
 #include "config.h"
 #include "control.h"
+#include "egress.h"
+#include "egress_proxy.h"
 #include "hosts.h"
 #include "log.h"
 #include "loopback.h"
@@ -446,19 +448,28 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 	};
 	struct control *ctl = NULL;
 	struct status_server *st = NULL;
+	struct egress_server *es = NULL;
+	struct egress_proxy *ep = NULL;
 	struct loop *l = loop_new();
 	struct proxy *px = l ? proxy_new(l, c, po) : NULL;
 	if (px)
 		ctl = control_new(l, c, px, &co);
 	if (ctl && host)
 		st = status_new(l, c, px, ctl, po->peer_cid);
-	if (!ctl || (host && !st) || loop_catch_signal(l, SIGTERM) != 0 ||
+	if (st)
+		es = egress_server_new(l, c, po);
+	if (ctl && !host)
+		ep = egress_proxy_new(l, c, po);
+	if (!ctl || (host && !es) || (!host && !ep) || loop_catch_signal(l, SIGTERM) != 0 ||
 	    loop_catch_signal(l, SIGINT) != 0) {
 		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));
 		goto out;
 	}
 	if ((!host && enclave_setup(c, err, sizeof(err)) != 0) ||
-	    proxy_listen(px, err, sizeof(err)) != 0 || control_start(ctl, err, sizeof(err)) != 0) {
+	    proxy_listen(px, err, sizeof(err)) != 0 ||
+	    (host ? egress_server_listen(es, err, sizeof(err))
+		  : egress_proxy_listen(ep, err, sizeof(err))) != 0 ||
+	    control_start(ctl, err, sizeof(err)) != 0) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		log_error(0, "%s", err);
 		goto out;
@@ -484,6 +495,8 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 	log_info(0, "qproxy %s stopping on signal %d", cmd, sig);
 	rc = EXIT_OK;
 out:
+	egress_server_free(es);
+	egress_proxy_free(ep);
 	status_free(st);
 	control_free(ctl);
 	proxy_free(px);
