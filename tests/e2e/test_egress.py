@@ -1,0 +1,271 @@
+"""Egress by policy: an application in the enclave reaches allowed destinations through the
+enclave half's proxy (HTTP CONNECT, plain http:// in absolute form, SOCKS5), with no rule per
+destination, and both halves enforce their own [egress] policy.
+
+The host half runs in a namespace of its own (its /etc/hosts is /etc/netns/NAME/hosts) with a
+veth link to a second namespace, the outside world, where an HTTPS server with a test CA's
+certificate (made with the openssl CLI) and a plain HTTP server listen on 192.0.2.2 (TEST-NET-1,
+only inside these namespaces). Clients are curl, in the enclave's namespace, which has loopback
+only: the proxy on 127.0.0.1:3128 is its one way out.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import textwrap
+
+import pytest
+
+from harness import PYTHON, Netns, recv_all, wait_until
+
+SERVER = "192.0.2.2"
+PROXY_PORT = 3128
+EGRESS_VSOCK = 8000
+HOSTS = f"""127.0.0.1 localhost
+{SERVER} api.qproxy.test
+{SERVER} other.qproxy.test
+{SERVER} hostdenied.qproxy.test
+169.254.169.254 metadata.qproxy.test
+127.0.0.1 loop.qproxy.test
+"""
+
+SERVE = textwrap.dedent("""
+    import http.server, ssl, sys, threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ("hello %s %s via %s\\n" % (self.headers.get("Host"), self.path,
+                    self.headers.get("Connection"))).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    ip, cert, key = sys.argv[1:4]
+    plain = http.server.ThreadingHTTPServer((ip, 8080), H)
+    tls = http.server.ThreadingHTTPServer((ip, 8443), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    tls.serve_forever()
+""")
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, timeout=30,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A test CA, and a certificate it signed for *.qproxy.test."""
+    d = tmp_path_factory.mktemp("certs")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+             "ca.pem", "-days", "2", "-subj", "/CN=qproxy test CA", cwd=d)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+             "server.csr", "-subj", "/CN=api.qproxy.test", cwd=d)
+    (d / "ext.cnf").write_text("subjectAltName=DNS:api.qproxy.test,DNS:*.qproxy.test\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    return d
+
+
+@pytest.fixture
+def world(qp, certs, tmp_path):
+    """(the host half's namespace, the world's), linked, with the servers running."""
+    made = []
+    try:
+        host_ns = Netns.create()
+        made.append(host_ns)
+        world_ns = Netns.create()
+        made.append(world_ns)
+        host_ns.ip("link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+                   "netns", world_ns.name)
+        host_ns.ip("addr", "add", "192.0.2.1/24", "dev", "veth0")
+        host_ns.ip("link", "set", "veth0", "up")
+        world_ns.ip("addr", "add", f"{SERVER}/24", "dev", "veth1")
+        world_ns.ip("link", "set", "veth1", "up")
+        host_ns.set_hosts(HOSTS)
+        script = tmp_path / "serve.py"
+        script.write_text(SERVE)
+        srv = qp.procs.start("https-server", [PYTHON, str(script), SERVER,
+                                              str(certs / "server.pem"),
+                                              str(certs / "server.key")], netns=world_ns)
+        srv.wait_tcp(8443)
+        srv.wait_tcp(8080)
+        yield host_ns, world_ns
+    finally:
+        for ns in reversed(made):
+            ns.delete()
+
+
+def egress_config(qp, allow, deny=(), name=None):
+    quoted = ",\n".join(f'  "{e}"' for e in allow)
+    return qp.config(extra=f"[egress]\nvsock_port = {EGRESS_VSOCK}\nproxy_port = {PROXY_PORT}\n"
+                     f"allow = [\n{quoted},\n]\n"
+                     f"deny = [{', '.join(chr(34) + e + chr(34) for e in deny)}]\n",
+                     name=name)
+
+
+def start(qp, world, host_allow, enclave_allow=None, host_deny=(), enclave_deny=()):
+    host_ns, _ = world
+    hcfg = egress_config(qp, host_allow, host_deny, name="host.toml")
+    ecfg = egress_config(qp, enclave_allow or host_allow, enclave_deny, name="enclave.toml")
+    host = qp.host(hcfg, netns=host_ns)
+    host.wait_unix(qp.vsock_path(3, EGRESS_VSOCK))
+    enclave = qp.enclave(ecfg)
+    enclave.wait_tcp(PROXY_PORT)
+    return host, enclave
+
+
+def curl(netns, certs, *args):
+    """curl in the enclave's namespace: (exit status, body, HTTP code of the last response)."""
+    argv = netns.exec_argv(["curl", "-sS", "--max-time", "20", "--cacert",
+                            str(certs / "ca.pem"), "-w", "\\n%{http_code}", *args])
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    body, _, code = r.stdout.rpartition("\n")
+    return r.returncode, body.rstrip("\n"), code, r.stderr
+
+
+def socks_reply(rc, err):
+    """The SOCKS5 reply code curl failed on: 'Can't complete SOCKS5 connection to X. (N)'."""
+    m = re.search(r"SOCKS5 connection to \S+ \((\d+)\)", err)
+    assert rc == 97 and m, err
+    return int(m.group(1))
+
+
+PROXY = f"http://127.0.0.1:{PROXY_PORT}"
+SOCKS = f"socks5h://127.0.0.1:{PROXY_PORT}"
+API = "api.qproxy.test"
+
+
+@pytest.mark.timeout(90)
+def test_https_by_name_through_connect_and_socks5(qp, netns, world, certs):
+    host, enclave = start(qp, world, [f"{API}:8443", f"{API}:8080"])
+    # Without the proxy the enclave reaches nothing.
+    rc, _, _, _ = curl(netns, certs, f"https://{API}:8443/")
+    assert rc != 0
+    for proxy in (PROXY, SOCKS):
+        rc, body, code, err = curl(netns, certs, "-x", proxy, f"https://{API}:8443/x?y")
+        assert (rc, code) == (0, "200"), err
+        assert body == f"hello {API}:8443 /x?y via None"  # TLS checked end to end, by name
+    # Plain http:// in absolute form: rewritten to origin form, one request a connection.
+    rc, body, code, err = curl(netns, certs, "-x", PROXY, f"http://{API}:8080/plain")
+    assert (rc, code) == (0, "200"), err
+    assert body == f"hello {API}:8080 /plain via close"
+    # Each half wrote its audit lines: the destination, the rule, the address, the bytes.
+    wait_until(lambda: host.stderr().count("closed;") >= 3, 10, "the host half's close lines")
+    log = host.stderr()
+    assert f'egress {API}:8443 ({SERVER}:8443): connected, allowed by "{API}:8443" (line 5)' \
+        in log
+    assert f"egress {API}:8443 ({SERVER}:8443): closed;" in log
+    elog = enclave.stderr()
+    assert f'-> {API}:8443: allowed by "{API}:8443" (line 5); asking the host half' in elog
+    assert f"-> {API}:8443: connected; the host half reached {SERVER}:8443" in elog
+
+
+def test_denied_by_the_enclave_policy(qp, netns, world, certs):
+    host, enclave = start(qp, world, [f"{API}:8080", "other.qproxy.test:8080"],
+                          enclave_allow=[f"{API}:8080"])
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://other.qproxy.test:8080/")
+    assert code == "403"
+    assert body == "denied: no allow entry matches"
+    # SOCKS5 reply 2, "not allowed by ruleset", which curl reports by its number.
+    rc, _, _, err = curl(netns, certs, "-x", SOCKS, "https://other.qproxy.test:8443/")
+    assert socks_reply(rc, err) == 2
+    assert "WARN" in [l.split()[1] for l in enclave.stderr().splitlines()
+                      if "other.qproxy.test:8080: denied" in l]
+    own = [l for l in host.stderr().splitlines() if "[enclave]" not in l]
+    assert not [l for l in own if "other.qproxy.test" in l]  # never asked
+
+
+def test_denied_by_the_host_policy_where_the_enclave_allows(qp, netns, world, certs):
+    host, _ = start(qp, world, [f"{API}:8080"], enclave_allow=[f"{API}:8080", "*.qproxy.test:*"],
+                    host_deny=["hostdenied.qproxy.test:*"])
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://hostdenied.qproxy.test:8080/")
+    assert code == "403"
+    assert body == ('host half: denied: "hostdenied.qproxy.test:*" (line 7) denies it')
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://other.qproxy.test:8080/")
+    assert (code, body) == ("403", "host half: denied: no allow entry matches")
+    log = host.stderr()
+    assert "WARN  c1 egress hostdenied.qproxy.test:8080: denied:" in log
+
+
+def test_metadata_and_special_addresses(qp, netns, world, certs):
+    """169.254.169.254 is refused even under an allow entry that covers all addresses, by
+    IP literal (denied) and by a name that resolves there (refused); so is loopback."""
+    allow = ["0.0.0.0/0:80", "*.qproxy.test:80", f"{SERVER}:8080"]
+    host, _ = start(qp, world, allow)
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://169.254.169.254/latest/")
+    assert code == "403"
+    assert body == ("host half: denied: address 169.254.169.254:80 is link-local, and no "
+                    "allow entry names it")
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://metadata.qproxy.test/")
+    assert code == "502"
+    assert body == ("host half: refused: address 169.254.169.254:80 is link-local, and no "
+                    "allow entry names it")
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://loop.qproxy.test/")
+    assert (code, body) == ("502", "host half: refused: address 127.0.0.1:80 is loopback, "
+                                   "and no allow entry names it")
+    # The same world server by address, which 0.0.0.0/0 does not cover on 8080 but its own
+    # entry does: the address rules are per address, not a blanket refusal.
+    rc, body, code, err = curl(netns, certs, "-x", PROXY, f"http://{SERVER}:8080/")
+    assert (rc, code) == (0, "200"), err
+
+
+def test_name_that_does_not_resolve_and_a_closed_port(qp, netns, world, certs):
+    start(qp, world, ["nosuch.qproxy.test:80", f"{API}:9999"])
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://nosuch.qproxy.test/")
+    assert code == "502"
+    assert body.startswith("host half: no such name: resolve nosuch.qproxy.test: ")
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, f"http://{API}:9999/")
+    assert (code, body) == ("502", f"host half: refused: connect {SERVER}:9999: "
+                                   "Connection refused")
+    # SOCKS5: 4, host unreachable; 5, connection refused.
+    rc, _, _, err = curl(netns, certs, "-x", SOCKS, "http://nosuch.qproxy.test/")
+    assert socks_reply(rc, err) == 4
+    rc, _, _, err = curl(netns, certs, "-x", SOCKS, f"http://{API}:9999/")
+    assert socks_reply(rc, err) == 5
+
+
+def test_garbage_to_the_proxy_and_the_egress_port(qp, netns, world, certs):
+    host, enclave = start(qp, world, [f"{API}:8080"])
+    junk = [b"\x05", b"\x05\x01\x02", b"\x05\x01\x00\x05\x09\x00\x01",
+            b"GET / HTTP/1.1\r\n\r\n", b"CONNECT x HTTP/1.1\r\n\r\n", os.urandom(20000),
+            b"A" * 9000]
+    for j in junk:
+        with netns.connect("127.0.0.1", PROXY_PORT) as s:
+            s.settimeout(15)
+            try:
+                s.sendall(j)
+                s.shutdown(socket.SHUT_WR)
+                recv_all(s)
+            except ConnectionResetError:
+                pass  # refused before all of it was read: fine
+    with netns.connect("127.0.0.1", PROXY_PORT) as s:  # the bound, 8192 bytes: 431
+        s.settimeout(15)
+        s.sendall(b"GET http://x/ HTTP/1.1\r\nX: " + b"a" * (8192 - 27))
+        assert recv_all(s).startswith(b"HTTP/1.1 431 ")
+    path = str(qp.vsock_path(3, EGRESS_VSOCK))
+    # Each read whole by the host half, so that its reply is not lost to a reset.
+    frames = [b"\xff\xff\xff\xff", b"\x00\x00\x00\x05\xa1\x01\x02\x03\x04",
+              b"\x00\x00\x00\x03\xa1\x01\x01", b"\x00\x00\x04\x00" + os.urandom(1024), b""]
+    for f in frames:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(15)
+        s.connect(path)
+        s.sendall(f)
+        s.shutdown(socket.SHUT_WR)
+        reply = recv_all(s)
+        s.close()
+        # A refusal the enclave half would understand: a frame saying "bad request" (5).
+        assert reply[4:8] == b"\xa4\x01\x05\x02", (f, reply)
+    rc, body, code, err = curl(netns, certs, "-x", PROXY, f"http://{API}:8080/after")
+    assert (rc, code) == (0, "200"), err
+    assert host.alive() and enclave.alive()
+    assert "bad request" in host.stderr()
