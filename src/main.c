@@ -458,6 +458,8 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 		st = status_new(l, c, px, ctl, po->peer_cid);
 	if (st)
 		es = egress_server_new(l, c, po);
+	if (es)
+		status_set_egress(st, egress_server_stats(es));
 	if (ctl && !host)
 		ep = egress_proxy_new(l, c, po);
 	if (!ctl || (host && !es) || (!host && !ep) || loop_catch_signal(l, SIGTERM) != 0 ||

@@ -22,9 +22,11 @@ enum {
 	K_CONNECTED,
 	K_PEER_VERSION,
 	K_PEER_STATS,
+	K_EGRESS,
 };
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
 enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN, S_REFUSED, S_LIMIT, S_KEYS };
+enum { E_DEST, E_OPEN, E_TOTAL, E_DENIED, E_UP, E_DOWN, E_KEYS };
 
 /*
  * A status reply holds the rules (within a HELLO's MSG_MAX, which the config check
@@ -32,8 +34,11 @@ enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN, S_REFUSED, S_LIMIT, S_K
  * most 9 bytes, under an array head of at most 3 bytes (MSG_MAX_RULES < 65536).
  */
 #define STAT_MAX (1 + S_KEYS * (1 + 9))
-_Static_assert(MSG_STATUS_MAX >=
-		   MSG_MAX + 2 * (1 + 3 + MSG_MAX_RULES * STAT_MAX) + 2 * MSG_VERSION_MAX + 64,
+/* An egress entry: its destination's text and five counters, each under a key byte. */
+#define EGRESS_ENTRY_MAX (1 + 1 + 3 + MSG_DEST_MAX + (E_KEYS - 1) * (1 + 9))
+_Static_assert(MSG_STATUS_MAX >= MSG_MAX + 2 * (1 + 3 + MSG_MAX_RULES * STAT_MAX) +
+				     2 * MSG_VERSION_MAX + 64 + 3 +
+				     MSG_EGRESS_MAX * EGRESS_ENTRY_MAX,
 	       "a status reply may not fit in MSG_STATUS_MAX");
 
 /* A message is a map of maps in an array in a map: deeper is not ours. */
@@ -85,6 +90,22 @@ static void put_stat(struct cbor_enc *e, const struct msg_stat *s)
 			continue;
 		cbor_put_uint(e, k);
 		cbor_put_uint(e, v[k]);
+	}
+}
+
+static void put_egress(struct cbor_enc *e, const struct msg_egress *v, size_t n)
+{
+	cbor_put_array(e, n);
+	for (size_t i = 0; i < n; i++) {
+		const uint64_t c[E_KEYS] = {0,		 v[i].open,	v[i].total,
+					    v[i].denied, v[i].bytes_up, v[i].bytes_down};
+		cbor_put_map(e, E_KEYS);
+		cbor_put_uint(e, E_DEST);
+		cbor_put_cstr(e, v[i].dest);
+		for (unsigned k = E_OPEN; k < E_KEYS; k++) {
+			cbor_put_uint(e, k);
+			cbor_put_uint(e, c[k]);
+		}
 	}
 }
 
@@ -199,7 +220,7 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		}
 		break;
 	case MSG_STATUS:
-		cbor_put_map(&e, m->has_peer_stats ? 8 : 7);
+		cbor_put_map(&e, 7 + m->has_peer_stats + (m->negress > 0));
 		cbor_put_uint(&e, K_TYPE);
 		cbor_put_uint(&e, m->type);
 		cbor_put_uint(&e, K_VERSION);
@@ -217,6 +238,10 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		if (m->has_peer_stats) {
 			cbor_put_uint(&e, K_PEER_STATS);
 			put_stats(&e, m->peer_stats, m->npeer_stats);
+		}
+		if (m->negress > 0) {
+			cbor_put_uint(&e, K_EGRESS);
+			put_egress(&e, m->egress, m->negress);
 		}
 		break;
 	default:
@@ -382,14 +407,35 @@ static bool get_stat(struct rd *r, struct msg_stat *out)
 	return true;
 }
 
-static bool get_array(struct rd *r, const char *what, size_t size, void **out, size_t *nout,
-		      bool (*get)(struct rd *, void *))
+static bool get_egress(struct rd *r, struct msg_egress *out)
+{
+	uint64_t n, k;
+	uint64_t *fields[E_KEYS] = {NULL,	  &out->open,	  &out->total,
+				    &out->denied, &out->bytes_up, &out->bytes_down};
+
+	if (!get_container(r, "egress entry", CBOR_MAP, 64, &n))
+		return false;
+	memset(out, 0, sizeof(*out));
+	for (uint64_t i = 0; i < n; i++) {
+		if (!get_uint(r, "egress key", UINT64_MAX, &k))
+			return false;
+		bool ok = k == E_DEST  ? get_text(r, "destination", out->dest, sizeof(out->dest))
+			  : k < E_KEYS ? get_uint(r, "counter", UINT64_MAX, fields[k])
+				       : skip(r);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static bool get_array_max(struct rd *r, const char *what, size_t size, uint64_t max, void **out,
+			  size_t *nout, bool (*get)(struct rd *, void *))
 {
 	uint64_t n;
 
 	if (*out)
 		return fail(r, "%s given twice", what);
-	if (!get_container(r, what, CBOR_ARRAY, MSG_MAX_RULES, &n))
+	if (!get_container(r, what, CBOR_ARRAY, max, &n))
 		return false;
 	/* cbor_check() has seen all n items in the buffer: n is no claim, it is there. */
 	*out = calloc(n ? n : 1, size);
@@ -399,6 +445,17 @@ static bool get_array(struct rd *r, const char *what, size_t size, void **out, s
 		if (!get(r, (char *)*out + *nout * size))
 			return false;
 	return true;
+}
+
+static bool get_array(struct rd *r, const char *what, size_t size, void **out, size_t *nout,
+		      bool (*get)(struct rd *, void *))
+{
+	return get_array_max(r, what, size, MSG_MAX_RULES, out, nout, get);
+}
+
+static bool get_egress_v(struct rd *r, void *p)
+{
+	return get_egress(r, p);
 }
 
 static bool get_rule_v(struct rd *r, void *p)
@@ -485,6 +542,10 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 				       (void **)&m->peer_stats, &m->npeer_stats, get_stat_v);
 			m->has_peer_stats = ok;
 			break;
+		case K_EGRESS:
+			ok = get_array_max(&r, "egress", sizeof(*m->egress), MSG_EGRESS_MAX,
+					   (void **)&m->egress, &m->negress, get_egress_v);
+			break;
 		default:
 			ok = skip(&r);
 		}
@@ -502,8 +563,10 @@ void msg_free(struct msg *m)
 	free(m->rules);
 	free(m->stats);
 	free(m->peer_stats);
+	free(m->egress);
 	m->rules = NULL;
 	m->stats = m->peer_stats = NULL;
-	m->nrules = m->nstats = m->npeer_stats = 0;
+	m->egress = NULL;
+	m->nrules = m->nstats = m->npeer_stats = m->negress = 0;
 	m->has_peer_stats = false;
 }

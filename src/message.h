@@ -41,6 +41,17 @@ struct msg_stat {
 	uint64_t limit;	  /* that half's max_connections, 0 for none */
 };
 
+/*
+ * STATUS: the host half's egress counters for one destination, "host:port". At
+ * most MSG_EGRESS_MAX of them, the busiest.
+ */
+#define MSG_EGRESS_MAX 32
+#define MSG_DEST_MAX 270
+struct msg_egress {
+	char dest[MSG_DEST_MAX];
+	uint64_t open, total, denied, bytes_up, bytes_down;
+};
+
 struct msg {
 	unsigned type;
 	unsigned proto;
@@ -60,6 +71,9 @@ struct msg {
 	bool has_peer_stats;
 	struct msg_stat *peer_stats; /* allocated by msg_decode */
 	size_t npeer_stats;
+	/* STATUS: the host half's egress by destination, busiest first; sent when any */
+	struct msg_egress *egress; /* allocated by msg_decode */
+	size_t negress;
 };
 
 /*

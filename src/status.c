@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dir.h"
+#include "egress.h"
 #include "log.h"
 #include "message.h"
 #include "net.h"
@@ -40,7 +41,37 @@ struct status_server {
 	struct status_client *waiting;
 	bool asking;
 	struct loop_timer deadline;
+	const struct egress_stats *egress; /* NULL: no egress view */
 };
+
+void status_set_egress(struct status_server *s, const struct egress_stats *egress)
+{
+	s->egress = egress;
+}
+
+/* The busiest destinations, at most MSG_EGRESS_MAX, into m; false when out of memory. */
+static bool fill_egress(const struct status_server *s, struct msg *m)
+{
+	const struct egress_dest *top[MSG_EGRESS_MAX];
+	size_t n = s->egress ? egress_stats_top(s->egress, top, MSG_EGRESS_MAX) : 0;
+
+	if (n == 0)
+		return true;
+	m->egress = calloc(n, sizeof(*m->egress));
+	if (!m->egress)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		struct msg_egress *e = &m->egress[i];
+		snprintf(e->dest, sizeof(e->dest), "%s", top[i]->name);
+		e->open = top[i]->open;
+		e->total = top[i]->total;
+		e->denied = top[i]->denied;
+		e->bytes_up = top[i]->bytes_up;
+		e->bytes_down = top[i]->bytes_down;
+	}
+	m->negress = n;
+	return true;
+}
 
 /*
  * The reply to every waiting client: this half's counters per rule, and the enclave's
@@ -67,7 +98,8 @@ static void answer(struct status_server *s, const struct msg_stat *estats, size_
 	snprintf(m.peer_version, sizeof(m.peer_version), "%s", m.connected ? peer_version : "");
 	m.stats = calloc(c->nrules ? c->nrules : 1, sizeof(*m.stats));
 	m.peer_stats = calloc(c->nrules ? c->nrules : 1, sizeof(*m.peer_stats));
-	if (buf && m.stats && m.peer_stats) {
+	bool built = buf && m.stats && m.peer_stats && fill_egress(s, &m);
+	if (built) {
 		for (size_t i = 0; i < c->nrules; i++) {
 			const struct proxy_stats *p = proxy_stats(s->px, i);
 			uint32_t port = c->rules[i].vsock_port;
@@ -83,7 +115,7 @@ static void answer(struct status_server *s, const struct msg_stat *estats, size_
 	}
 	if (n == 0)
 		log_warn(0, "status: cannot build the reply: %s",
-			 buf && m.stats && m.peer_stats ? "too large" : strerror(ENOMEM));
+			 built ? "too large" : strerror(ENOMEM));
 	while (s->waiting) {
 		struct status_client *sc = s->waiting;
 		s->waiting = sc->next;
@@ -99,6 +131,7 @@ static void answer(struct status_server *s, const struct msg_stat *estats, size_
 	}
 	free(m.stats);
 	free(m.peer_stats);
+	free(m.egress);
 	free(buf);
 }
 
@@ -332,6 +365,17 @@ int status_query(const char *path, FILE *out, char *err, size_t errlen)
 	print_rows(out, "host", &m, m.stats);
 	if (m.has_peer_stats)
 		print_rows(out, "enclave", &m, m.peer_stats);
+	if (m.negress > 0) {
+		fprintf(out, "\n%-40s %8s %8s %8s %14s %14s\n", "EGRESS (host half, busiest first)",
+			"OPEN", "TOTAL", "DENIED", "BYTES UP", "BYTES DOWN");
+		for (size_t i = 0; i < m.negress; i++) {
+			const struct msg_egress *e = &m.egress[i];
+			fprintf(out, "%-40s %8llu %8llu %8llu %14llu %14llu\n", e->dest,
+				(unsigned long long)e->open, (unsigned long long)e->total,
+				(unsigned long long)e->denied, (unsigned long long)e->bytes_up,
+				(unsigned long long)e->bytes_down);
+		}
+	}
 	msg_free(&m);
 	return 0;
 }

@@ -31,6 +31,10 @@ struct status_server;
 /* enclave_cid: what the reply says the host half serves. NULL when out of memory. */
 struct status_server *status_new(struct loop *l, const struct config *c, struct proxy *px,
 				 struct control *ctl, uint32_t enclave_cid);
+/* The host half's egress counters, for the reply's egress view; none without this. */
+struct egress_stats;
+void status_set_egress(struct status_server *s, const struct egress_stats *egress);
+
 /* Listen at path, creating its directory (0700) and the missing ones above it (0755). */
 enum status_start_result status_start(struct status_server *s, const char *path, char *err,
 				      size_t errlen);

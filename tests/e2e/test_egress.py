@@ -139,6 +139,17 @@ def socks_reply(rc, err):
     return int(m.group(1))
 
 
+def egress_rows(qp):
+    """The egress view of `qproxy status`: one list of fields per destination."""
+    r = subprocess.run([qp.binary, "status", "--status-socket", str(qp.status_socket())],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = [i for i, l in enumerate(lines) if l.startswith("EGRESS (host half, busiest first)")]
+    assert at, r.stdout
+    return [l.split() for l in lines[at[0] + 1:] if l.strip()]
+
+
 PROXY = f"http://127.0.0.1:{PROXY_PORT}"
 SOCKS = f"socks5h://127.0.0.1:{PROXY_PORT}"
 API = "api.qproxy.test"
@@ -167,6 +178,10 @@ def test_https_by_name_through_connect_and_socks5(qp, netns, world, certs):
     elog = enclave.stderr()
     assert f'-> {API}:8443: allowed by "{API}:8443" (line 5); asking the host half' in elog
     assert f"-> {API}:8443: connected; the host half reached {SERVER}:8443" in elog
+    # qproxy status: per destination, the busiest first, with the bytes of each.
+    rows = egress_rows(qp)
+    assert [r[:4] for r in rows] == [[f"{API}:8443", "0", "2", "0"], [f"{API}:8080", "0", "1", "0"]]
+    assert all(int(r[4]) > 0 and int(r[5]) > 0 for r in rows)
 
 
 def test_denied_by_the_enclave_policy(qp, netns, world, certs):
@@ -194,6 +209,7 @@ def test_denied_by_the_host_policy_where_the_enclave_allows(qp, netns, world, ce
     assert (code, body) == ("403", "host half: denied: no allow entry matches")
     log = host.stderr()
     assert "WARN  c1 egress hostdenied.qproxy.test:8080: denied:" in log
+    assert ["hostdenied.qproxy.test:8080", "0", "1", "1", "0", "0"] in egress_rows(qp)
 
 
 def test_metadata_and_special_addresses(qp, netns, world, certs):
@@ -245,8 +261,8 @@ def test_garbage_to_the_proxy_and_the_egress_port(qp, netns, world, certs):
                 s.sendall(j)
                 s.shutdown(socket.SHUT_WR)
                 recv_all(s)
-            except ConnectionResetError:
-                pass  # refused before all of it was read: fine
+            except OSError:
+                pass  # refused and reset before all of it was sent or read: fine
     with netns.connect("127.0.0.1", PROXY_PORT) as s:  # the bound, 8192 bytes: 431
         s.settimeout(15)
         s.sendall(b"GET http://x/ HTTP/1.1\r\nX: " + b"a" * (8192 - 27))

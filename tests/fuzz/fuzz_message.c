@@ -43,8 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (d.cid != m.cid || d.connected != m.connected ||
 		     strcmp(d.peer_version, m.peer_version) != 0 ||
 		     d.has_peer_stats != m.has_peer_stats || d.npeer_stats != m.npeer_stats ||
-		     (m.npeer_stats &&
-		      memcmp(d.peer_stats, m.peer_stats, m.npeer_stats * sizeof(*m.peer_stats)) != 0)))
+		     (m.npeer_stats && memcmp(d.peer_stats, m.peer_stats,
+					      m.npeer_stats * sizeof(*m.peer_stats)) != 0) ||
+		     d.negress != m.negress ||
+		     (m.negress && memcmp(d.egress, m.egress, m.negress * sizeof(*m.egress)) != 0)))
 			abort();
 		msg_free(&d);
 	}

@@ -190,6 +190,18 @@ static void status_round_trip(void **state)
 	assert_int_equal(d.nstats, 2);
 	msg_free(&d);
 
+	/* The egress view, when there is one: each destination whole, in order. */
+	struct msg_egress eg[2] = {{"api.example.com:443", 1, 2, 3, 4, UINT64_MAX},
+				   {"[2001:db8::1]:80", 0, 0, 9, 0, 0}};
+	assert_null(d.egress);
+	m.egress = eg;
+	m.negress = 2;
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.negress, 2);
+	assert_memory_equal(d.egress, eg, sizeof(eg));
+	msg_free(&d);
+	assert_null(d.egress);
+
 	/* "connected" is a boolean, nothing else. */
 	expect_refused((const uint8_t *)"\xa2\x00\x06\x0a\x01", 5, "connected");
 }
