@@ -16,11 +16,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dns.h"
@@ -613,6 +615,67 @@ static void tcp_clients_bounded(void **state)
 	loop_free(l);
 }
 
+/* dig's output for args against the server at port, the loop driven meanwhile. */
+static const char *dig(struct loop *l, uint16_t port, const char *a, const char *b, const char *c)
+{
+	static char out[8192];
+	char at[32];
+	int p[2];
+	pid_t pid;
+	posix_spawn_file_actions_t fa;
+
+	snprintf(at, sizeof(at), "-p%u", port);
+	char *argv[] = {"dig",	   "@127.0.0.1", at,	    "+tries=1", "+time=5",
+			(char *)a, (char *)b,	 (char *)c, NULL};
+	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	assert_int_equal(posix_spawnp(&pid, "dig", &fa, NULL, argv, NULL), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	ssize_t got = drive_read(l, p[0], (uint8_t *)out, sizeof(out) - 1);
+	assert_true(got > 0);
+	out[got] = '\0';
+	close(p[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return out;
+}
+
+/* A real client, over UDP and TCP: dig finds nothing to warn about. */
+static void dig_agrees(void **state)
+{
+	struct loop *l = loop_new();
+	uint16_t port;
+	struct dns_server *s = server_up(l, &port);
+	const char *o;
+
+	(void)state;
+	decide_reset(DNS_ADDR);
+	for (int tcp = 0; tcp < 2; tcp++) {
+		o = dig(l, port, tcp ? "+tcp" : "+notcp", "API.example.com", "A");
+		assert_non_null(strstr(o, "status: NOERROR"));
+		assert_non_null(strstr(o, "flags: qr rd ra; QUERY: 1, ANSWER: 1, AUTHORITY: 0"));
+		assert_non_null(strstr(o, "\nAPI.example.com.\t10\tIN\tA\t127.0.1.7\n"));
+		assert_null(strstr(o, "WARNING"));
+		assert_string_equal(dec.name, "api.example.com");
+	}
+	decide_reset(DNS_EMPTY);
+	o = dig(l, port, "+tcp", "api.example.com", "AAAA");
+	assert_non_null(strstr(o, "status: NOERROR"));
+	assert_non_null(strstr(o, "ANSWER: 0"));
+	assert_int_equal(dec.qtype, 28);
+	decide_reset(DNS_NXDOMAIN);
+	o = dig(l, port, "+notcp", "denied.example.com", "A");
+	assert_non_null(strstr(o, "status: NXDOMAIN"));
+	assert_null(strstr(o, "WARNING"));
+	o = dig(l, port, "+notcp", "version.bind", "CH");
+	assert_non_null(strstr(o, "status: NOTIMP"));
+	dns_server_free(s);
+	loop_free(l);
+}
+
 static char *slurp(const char *path)
 {
 	static char buf[4096];
@@ -693,6 +756,7 @@ int main(void)
 	    cmocka_unit_test(tcp_round_trip),
 	    cmocka_unit_test(tcp_read_deadline),
 	    cmocka_unit_test(tcp_clients_bounded),
+	    cmocka_unit_test(dig_agrees),
 	    cmocka_unit_test(resolvconf_in_place),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
