@@ -424,13 +424,16 @@ static void on_conn(struct loop *l, int fd, short rev, void *arg)
 		else if (errno != EAGAIN && errno != EWOULDBLOCK)
 			goto close;
 	}
-	if (conn_answer(c) != 0 || conn_flush(c) != 0)
-		goto close;
-	/* The replies just flushed may have made room for queries already read. */
-	if (c->out_len == 0 && c->in_len >= 2 && (conn_answer(c) != 0 || conn_flush(c) != 0))
-		goto close;
+	/* Replies flushed make room for more of the queries already read. */
+	for (;;) {
+		size_t before = c->in_len;
+		if (conn_answer(c) != 0 || conn_flush(c) != 0)
+			goto close;
+		if (c->in_len == before || c->out_len > 0)
+			break;
+	}
 	if (c->eof && c->out_len == 0)
-		goto close; /* a query cut short by the EOF gets no answer */
+		goto close; /* all answered: what is left is a query cut short by the EOF */
 	/*
 	 * Read only while a reply has room: a client that sends and never reads stops
 	 * being read, and its deadline ends it.

@@ -544,6 +544,24 @@ static void tcp_round_trip(void **state)
 	free(many);
 	free(replies);
 
+	/* Queries then the end of the client's stream: each is answered before the close. */
+	int fd2 = client(SOCK_STREAM, port);
+	struct pollfd pfd2 = {fd2, POLLOUT, 0};
+	assert_int_equal(poll(&pfd2, 1, 5000), 1);
+	enum { BURST = 100 };
+	assert_true(BURST * (2 + n) <= DNS_QUERY_MAX);
+	many = malloc(BURST * (2 + n));
+	for (int i = 0; i < BURST; i++)
+		memcpy(many + (size_t)i * (2 + n), buf, 2 + n);
+	assert_int_equal(write(fd2, many, BURST * (2 + n)), BURST * (2 + n));
+	assert_int_equal(shutdown(fd2, SHUT_WR), 0);
+	replies = malloc(BURST * (2 + n + 16) + 1);
+	assert_int_equal(drive_read(l, fd2, replies, BURST * (2 + n + 16) + 1),
+			 BURST * (2 + n + 16));
+	free(many);
+	free(replies);
+	close(fd2);
+
 	/* A frame longer than any query: the client is closed. */
 	assert_int_equal(write(fd, "\x10\x01", 2), 2);
 	assert_int_equal(drive_read(l, fd, r, 1), 0);
