@@ -467,6 +467,16 @@ static void udp_round_trip(void **state)
 	assert_int_equal(drive_read(l, fd, r, n + 16), n + 16);
 	assert_int_equal(at16(r, 0), 0x1235);
 
+	/* A datagram over DNS_QUERY_MAX is dropped whole; the next query is answered. */
+	uint8_t *big = calloc(1, DNS_QUERY_MAX + 1);
+	memcpy(big, q, n);
+	assert_int_equal(write(fd, big, DNS_QUERY_MAX + 1), DNS_QUERY_MAX + 1);
+	free(big);
+	q[1] = 0x36;
+	assert_int_equal(write(fd, q, n), n);
+	assert_int_equal(drive_read(l, fd, r, n + 16), n + 16);
+	assert_int_equal(at16(r, 0), 0x1236);
+
 	/* Once per server; then an address in use, or not one: refused, named. */
 	assert_int_equal(dns_server_listen(s, "127.0.0.1", port, err, sizeof(err)), -1);
 	char want[64];
@@ -482,6 +492,16 @@ static void udp_round_trip(void **state)
 	assert_int_equal(dns_server_listen(t, "127.0.0.1", port, err, sizeof(err)), -1);
 	snprintf(want, sizeof(want), "bind udp 127.0.0.1:%u: Address already in use", port);
 	assert_string_equal(err, want);
+	close(busy);
+	/* The TCP port taken: the UDP socket already bound is let go too. */
+	busy = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(busy, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(dns_server_listen(t, "127.0.0.1", port, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "bind tcp 127.0.0.1:%u: Address already in use", port);
+	assert_string_equal(err, want);
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_int_equal(bind(u, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	close(u);
 	assert_int_equal(dns_server_listen(t, "localhost", port, err, sizeof(err)), -1);
 	snprintf(want, sizeof(want), "bind udp localhost:%u: not an IPv4 address", port);
 	assert_string_equal(err, want);
@@ -749,6 +769,24 @@ static void resolvconf_in_place(void **state)
 	/* Missing: made with our block alone. */
 	assert_int_equal(resolvconf_write(path, "127.0.0.1", err, sizeof(err)), 0);
 	assert_string_equal(slurp(path), BLOCK("127.0.0.1"));
+
+	/* An earlier block cut short (no END line): it goes, to the end of the file. */
+	spit(path, OLD BLOCK("127.0.0.9"));
+	assert_int_equal(resolvconf_write(path, "127.0.0.1", err, sizeof(err)), 0);
+	assert_string_equal(slurp(path), BLOCK("127.0.0.1") OLD);
+	spit(path, OLD "# BEGIN qproxy: the enclave's DNS server, rewritten by qproxy enclave "
+		       "at each start\nnameserver 127.0.0.9\n");
+	assert_int_equal(resolvconf_write(path, "127.0.0.1", err, sizeof(err)), 0);
+	assert_string_equal(slurp(path), BLOCK("127.0.0.1") OLD);
+
+	/* Over 1 MiB: refused, the file untouched. */
+	assert_int_equal(truncate(path, 1 << 20), 0);
+	assert_int_equal(resolvconf_write(path, "127.0.0.1", err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "resolv.conf %s: larger than 1048576 bytes", path);
+	assert_string_equal(err, want);
+	assert_int_equal(stat(path, &after), 0);
+	assert_int_equal(after.st_size, 1 << 20);
+	assert_string_equal(slurp(path), BLOCK("127.0.0.1") OLD);
 	unlink(path);
 	rmdir(dir);
 
