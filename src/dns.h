@@ -55,8 +55,9 @@ enum dns_verdict { DNS_ADDR, DNS_EMPTY, DNS_NXDOMAIN };
  * Called synchronously for each well-formed query of class IN, for its one question;
  * name is lowercase, no trailing dot; qtype the query type (1 = A, 28 = AAAA, ...).
  * DNS_ADDR fills addr (network byte order, as inet_pton fills it): an A record for an
- * A (or ANY) query, an empty NOERROR for any other type. decide must not free the server. The caller logs its own decisions (a denial, say); the server logs
- * malformed queries at debug level only, since any local process may send them.
+ * A (or ANY) query, an empty NOERROR for any other type. decide must not free the
+ * server. The caller logs its own decisions (a denial, say); the server logs malformed
+ * queries at debug level only, since any local process may send them.
  */
 typedef enum dns_verdict dns_decide_fn(void *ctx, const char *name, uint16_t qtype,
 				       struct in_addr *addr);
