@@ -86,6 +86,7 @@ build/tests/test_net build/asan/test_net: TEST_LDLIBS = $(call wrap,accept4 loop
 build/tests/test_control build/asan/test_control: TEST_LDLIBS = $(call wrap,loop_add net_connect)
 build/tests/test_status build/asan/test_status: TEST_LDLIBS = $(call wrap,malloc loop_timer_set)
 build/tests/test_config build/asan/test_config: TEST_LDLIBS = $(call wrap,malloc realloc)
+build/tests/test_dns build/asan/test_dns: TEST_LDLIBS = $(call wrap,loop_timer_set)
 
 # The unit tests again under ASan and UBSan: the codec and the parsers take hostile bytes.
 SAN_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \

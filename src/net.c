@@ -52,15 +52,16 @@ static void emu_path(struct sockaddr_un *sun, uint32_t cid, uint32_t port)
 	snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/%u.%u", emu_dir, cid, port);
 }
 
-static int listen_on(int fd, const struct sockaddr *sa, socklen_t len, const char *what,
-		     char *err, size_t errlen)
+static int listen_on(int fd, const struct sockaddr *sa, socklen_t len, const char *what, char *err,
+		     size_t errlen)
 {
 	if (bind(fd, sa, len) != 0) {
 		snprintf(err, errlen, "bind %s: %s", what, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	/* Not SOMAXCONN: musl says 128, which drops bursts; the kernel caps this at net.core.somaxconn. */
+	/* Not SOMAXCONN: musl says 128, which drops bursts; the kernel caps this at
+	 * net.core.somaxconn. */
 	if (listen(fd, 4096) != 0) {
 		snprintf(err, errlen, "listen %s: %s", what, strerror(errno));
 		close(fd);
@@ -69,24 +70,42 @@ static int listen_on(int fd, const struct sockaddr *sa, socklen_t len, const cha
 	return fd;
 }
 
-int net_listen_tcp(const char *ip, uint16_t port, char *err, size_t errlen)
+/* A socket of type bound to ip:port, and listening when it is a stream. */
+static int bind_ip(int type, const char *ip, uint16_t port, char *err, size_t errlen)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
 	char what[64];
 	int one = 1;
 
-	snprintf(what, sizeof(what), "tcp %s:%u", ip, port);
+	snprintf(what, sizeof(what), "%s %s:%u", type == SOCK_DGRAM ? "udp" : "tcp", ip, port);
 	if (inet_pton(AF_INET, ip, &sin.sin_addr) != 1) {
 		snprintf(err, errlen, "bind %s: not an IPv4 address", what);
 		return -1;
 	}
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket for %s: %s", what, strerror(errno));
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	return listen_on(fd, (struct sockaddr *)&sin, sizeof(sin), what, err, errlen);
+	if (type == SOCK_STREAM)
+		return listen_on(fd, (struct sockaddr *)&sin, sizeof(sin), what, err, errlen);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+		snprintf(err, errlen, "bind %s: %s", what, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int net_listen_tcp(const char *ip, uint16_t port, char *err, size_t errlen)
+{
+	return bind_ip(SOCK_STREAM, ip, port, err, errlen);
+}
+
+int net_listen_udp(const char *ip, uint16_t port, char *err, size_t errlen)
+{
+	return bind_ip(SOCK_DGRAM, ip, port, err, errlen);
 }
 
 /*
@@ -134,8 +153,8 @@ int net_listen_vsock(uint32_t port, char *err, size_t errlen)
 		emu_path(&sun, emu_self, port);
 		snprintf(what, sizeof(what), "vsock port %u (emulated at %s)", port, sun.sun_path);
 		if (net_unix_claim(&sun) != 0) {
-			snprintf(err, errlen, "bind %s: Address in use (another process listens there)",
-				 what);
+			snprintf(err, errlen,
+				 "bind %s: Address in use (another process listens there)", what);
 			return -1;
 		}
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -145,7 +164,8 @@ int net_listen_vsock(uint32_t port, char *err, size_t errlen)
 		}
 		return listen_on(fd, (struct sockaddr *)&sun, sizeof(sun), what, err, errlen);
 	}
-	struct sockaddr_vm svm = {.svm_family = AF_VSOCK, .svm_port = port, .svm_cid = VMADDR_CID_ANY};
+	struct sockaddr_vm svm = {
+	    .svm_family = AF_VSOCK, .svm_port = port, .svm_cid = VMADDR_CID_ANY};
 	snprintf(what, sizeof(what), "vsock port %u", port);
 	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -181,7 +201,8 @@ int net_connect(const struct sockaddr *sa, socklen_t len, bool *pending)
 		*pending = true;
 		return fd;
 	}
-	/* An emulated vsock listener that is not there yet reads as "refused", as with real vsock. */
+	/* An emulated vsock listener that is not there yet reads as "refused", as with real vsock.
+	 */
 	int e = errno == ENOENT && sa->sa_family == AF_UNIX ? ECONNREFUSED : errno;
 	close(fd);
 	errno = e;

@@ -24,6 +24,8 @@ int net_vsock_emulate(const char *dir, uint32_t self, char *err, size_t errlen);
 bool net_vsock_emulated(void);
 
 int net_listen_tcp(const char *ip, uint16_t port, char *err, size_t errlen);
+/* A bound UDP socket at ip:port; errors as for TCP ("bind udp 127.0.0.1:53: ..."). */
+int net_listen_udp(const char *ip, uint16_t port, char *err, size_t errlen);
 int net_listen_vsock(uint32_t port, char *err, size_t errlen);
 /* Before binding a Unix socket: remove a stale file, or -1 when a live listener answers there. */
 struct sockaddr_un;
