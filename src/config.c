@@ -1043,6 +1043,25 @@ static void check_link_limits(struct parser *p)
 	}
 }
 
+/*
+ * resolv_conf points the enclave's resolver at the DNS server: without dns =
+ * true nothing would answer there, and every lookup in the enclave would fail.
+ */
+static void check_egress(struct parser *p)
+{
+	int rc = find_key(T_EGRESS, "resolv_conf"), dns = find_key(T_EGRESS, "dns");
+
+	for (size_t i = 0; i < p->ntables; i++) {
+		const struct table *t = &p->tables[i];
+		/* A bad dns value has been reported: one error for it is enough. */
+		bool dns_bad = t->key_line[dns] && !(t->valid & 1u << dns);
+		if (t->kind == T_EGRESS && (t->valid & 1u << rc) && !dns_bad && !p->c->egress_dns)
+			error_at(p, t->key_line[rc],
+				 "resolv_conf points the resolver at qproxy's DNS server: it needs "
+				 "dns = true");
+	}
+}
+
 static void check_tables(struct parser *p)
 {
 	for (size_t ti = 0; ti < p->ntables; ti++) {
@@ -1070,6 +1089,7 @@ static void check_tables(struct parser *p)
 			 "[egress]");
 	check_link_limits(p);
 	check_hostnames(p);
+	check_egress(p);
 	check_enclave_ports(p);
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dns.h"
 #include "log.h"
 #include "net.h"
 #include "proxyreq.h"
@@ -74,6 +75,7 @@ struct egress_proxy {
 	size_t nnames, names_cap;
 	struct dns_listener **dl;
 	size_t ndl, dl_cap;
+	struct dns_server *dns;
 	int64_t last_pause_log;
 };
 
@@ -539,7 +541,7 @@ static void on_proxy_accept(struct loop *l, int fd, short rev, void *arg)
 	egress_accept_all(l, fd, proxy_start, ep, &ep->last_pause_log);
 }
 
-static void dns_start(void *arg, int cfd, const struct sockaddr_storage *peer, socklen_t plen)
+static void dns_accepted(void *arg, int cfd, const struct sockaddr_storage *peer, socklen_t plen)
 {
 	struct dns_listener *d = arg;
 	struct pconn *c = pconn_new(d->ep, cfd, PK_DNS, peer, plen);
@@ -553,7 +555,7 @@ static void on_dns_accept(struct loop *l, int fd, short rev, void *arg)
 	struct dns_listener *d = arg;
 
 	(void)rev;
-	egress_accept_all(l, fd, dns_start, d, &d->ep->last_pause_log);
+	egress_accept_all(l, fd, dns_accepted, d, &d->ep->last_pause_log);
 }
 
 struct egress_proxy *egress_proxy_new(struct loop *l, const struct config *c,
@@ -571,11 +573,49 @@ struct egress_proxy *egress_proxy_new(struct loop *l, const struct config *c,
 	return ep;
 }
 
+/*
+ * The DNS server's question: a name the policy allows on explicit ports gets
+ * its address (an A record, or an empty answer to AAAA and the rest), any
+ * other NXDOMAIN; egress_proxy_map() logs the denial.
+ */
+static enum dns_verdict dns_decide(void *ctx, const char *name, uint16_t qtype,
+				   struct in_addr *addr)
+{
+	(void)qtype;
+	return egress_proxy_map(ctx, name, addr) == EGRESS_MAPPED ? DNS_ADDR : DNS_NXDOMAIN;
+}
+
+/* dns = true: the DNS server on 127.0.0.1:53, then resolv_conf pointed at it. */
+static int dns_start(struct egress_proxy *ep, char *err, size_t errlen)
+{
+	const struct config *c = ep->cfg;
+
+	if (!c->egress_dns)
+		return 0;
+	ep->dns = dns_server_new(ep->loop, dns_decide, ep);
+	if (!ep->dns) {
+		snprintf(err, errlen, "egress dns: %s", strerror(ENOMEM));
+		return -1;
+	}
+	if (dns_server_listen(ep->dns, "127.0.0.1", DNS_PORT, err, errlen) != 0)
+		return -1;
+	if (c->egress_resolv_conf[0]) {
+		if (resolvconf_write(c->egress_resolv_conf, "127.0.0.1", err, errlen) != 0)
+			return -1;
+		log_info(0, "egress dns: %s points at 127.0.0.1:53", c->egress_resolv_conf);
+	}
+	return 0;
+}
+
 int egress_proxy_listen(struct egress_proxy *ep, char *err, size_t errlen)
 {
 	char why[NET_ERR_LEN];
 
-	if (!ep->cfg->has_egress || !ep->cfg->egress_proxy_port)
+	if (!ep->cfg->has_egress)
+		return 0;
+	if (dns_start(ep, err, errlen) != 0)
+		return -1;
+	if (!ep->cfg->egress_proxy_port)
 		return 0;
 	ep->fd = net_listen_tcp("127.0.0.1", ep->cfg->egress_proxy_port, why, sizeof(why));
 	if (ep->fd >= 0 && loop_add(ep->loop, ep->fd, POLLIN, on_proxy_accept, ep) != 0) {
@@ -693,6 +733,7 @@ void egress_proxy_free(struct egress_proxy *ep)
 	}
 	free(ep->dl);
 	free(ep->names);
+	dns_server_free(ep->dns);
 	egress_stats_free(&ep->stats);
 	free(ep);
 }

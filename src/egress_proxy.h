@@ -36,7 +36,11 @@ struct egress_proxy;
 
 struct egress_proxy *egress_proxy_new(struct loop *l, const struct config *c,
 				      const struct proxy_opts *o);
-/* Listen on 127.0.0.1:proxy_port, if the config sets it: 0, or -1 with err. */
+/*
+ * Listen on 127.0.0.1:proxy_port, if the config sets it; with dns = true, the
+ * DNS server (dns.h) on 127.0.0.1:53, and resolv_conf pointed at it. 0, or -1
+ * with err.
+ */
 int egress_proxy_listen(struct egress_proxy *ep, char *err, size_t errlen);
 /* Close the listeners and every connection. NULL is fine. */
 void egress_proxy_free(struct egress_proxy *ep);

@@ -11,6 +11,7 @@ only: the proxy on 127.0.0.1:3128 is its one way out.
 
 import os
 import re
+from pathlib import Path
 import socket
 import subprocess
 import textwrap
@@ -104,18 +105,20 @@ def world(qp, certs, tmp_path):
             ns.delete()
 
 
-def egress_config(qp, allow, deny=(), name=None):
+def egress_config(qp, allow, deny=(), name=None, extra=""):
     quoted = ",\n".join(f'  "{e}"' for e in allow)
     return qp.config(extra=f"[egress]\nvsock_port = {EGRESS_VSOCK}\nproxy_port = {PROXY_PORT}\n"
                      f"allow = [\n{quoted},\n]\n"
-                     f"deny = [{', '.join(chr(34) + e + chr(34) for e in deny)}]\n",
+                     f"deny = [{', '.join(chr(34) + e + chr(34) for e in deny)}]\n{extra}",
                      name=name)
 
 
-def start(qp, world, host_allow, enclave_allow=None, host_deny=(), enclave_deny=()):
+def start(qp, world, host_allow, enclave_allow=None, host_deny=(), enclave_deny=(),
+          enclave_extra=""):
     host_ns, _ = world
     hcfg = egress_config(qp, host_allow, host_deny, name="host.toml")
-    ecfg = egress_config(qp, enclave_allow or host_allow, enclave_deny, name="enclave.toml")
+    ecfg = egress_config(qp, enclave_allow or host_allow, enclave_deny, name="enclave.toml",
+                         extra=enclave_extra)
     host = qp.host(hcfg, netns=host_ns)
     host.wait_unix(qp.vsock_path(3, EGRESS_VSOCK))
     enclave = qp.enclave(ecfg)
@@ -285,3 +288,77 @@ def test_garbage_to_the_proxy_and_the_egress_port(qp, netns, world, certs):
     assert (rc, code) == (0, "200"), err
     assert host.alive() and enclave.alive()
     assert "bad request" in host.stderr()
+
+
+@pytest.fixture
+def enclave_resolv(netns):
+    """The enclave namespace's resolv.conf: `ip netns exec` mounts /etc/netns/NAME/resolv.conf
+    over /etc/resolv.conf for every process started in it, so the enclave half writes that
+    file by its own path, and the clients read it as /etc/resolv.conf."""
+    d = Path("/etc/netns") / netns.name
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "resolv.conf"
+    path.write_text("# the enclave's own\nnameserver 192.0.2.53\noptions timeout:1\n")
+    return path
+
+
+def dig(netns, *args):
+    r = subprocess.run(netns.exec_argv(["dig", "@127.0.0.1", "+time=5", "+tries=1", *args]),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = re.search(r"status: (\w+)", r.stdout).group(1)
+    answers = re.findall(r"^\S+\s+\d+\s+IN\s+(\w+)\s+(\S+)$", r.stdout, re.M)
+    return status, answers
+
+
+@pytest.mark.timeout(90)
+def test_dns_mode_needs_no_proxy_settings(qp, netns, world, certs, enclave_resolv):
+    """dns = true: curl and Python's urllib reach the HTTPS server by name, TLS checked, with
+    no proxy variables; dig sees A, empty AAAA, NXDOMAIN for a denied name, over UDP and TCP."""
+    allow = [f"{API}:8443", f"{API}:8080", "*.any.qproxy.test:*"]
+    host, enclave = start(qp, world, allow, enclave_extra=f'dns = true\nresolv_conf = '
+                          f'"{enclave_resolv}"\n')
+    enclave.wait_tcp(53)
+    text = enclave_resolv.read_text()
+    assert text.startswith("# BEGIN qproxy") and "nameserver 127.0.0.1\n" in text
+    assert "nameserver 192.0.2.53\n" in text  # the file's own lines are kept
+
+    status, answers = dig(netns, API, "A")
+    assert (status, answers) == ("NOERROR", [("A", "127.100.0.1")])
+    assert dig(netns, API.upper() + ".", "A") == ("NOERROR", [("A", "127.100.0.1")])  # stable
+    assert dig(netns, "+tcp", API, "A") == ("NOERROR", [("A", "127.100.0.1")])
+    assert dig(netns, API, "AAAA") == ("NOERROR", [])
+    assert dig(netns, "other.qproxy.test", "A") == ("NXDOMAIN", [])
+    assert dig(netns, "+tcp", "other.qproxy.test", "AAAA") == ("NXDOMAIN", [])
+    # A wildcard on ports "*" gives no port to listen on: the proxy's, not the DNS mode's.
+    assert dig(netns, "x.any.qproxy.test", "A") == ("NXDOMAIN", [])
+    assert "egress dns other.qproxy.test: denied" in enclave.stderr()
+
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    r = subprocess.run(netns.exec_argv(["curl", "-sS", "--max-time", "20", "--cacert",
+                                        str(certs / "ca.pem"), f"https://{API}:8443/dns"]),
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"hello {API}:8443 /dns via None\n"
+    code = ("import ssl, sys, urllib.request\n"
+            "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+            "print(urllib.request.urlopen(sys.argv[2], context=ctx, timeout=20).read().decode(),"
+            " end='')\n")
+    r = subprocess.run(netns.exec_argv([PYTHON, "-c", code, str(certs / "ca.pem"),
+                                        f"https://{API}:8443/urllib"]),
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"hello {API}:8443 /urllib via close\n"  # urllib sends its own
+    # Plain http on the other allowed port, at the same address.
+    r = subprocess.run(netns.exec_argv(["curl", "-sS", "--max-time", "20",
+                                        f"http://{API}:8080/plain"]),
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert r.stdout == f"hello {API}:8080 /plain via None\n", r.stderr
+    log = host.stderr()
+    assert f'egress dns 127.0.0.1:' in log and f"-> {API}:8443: connected" in log
+    # Garbage to the DNS server: it answers the next query all the same.
+    with netns.sockets(1, socket.AF_INET, socket.SOCK_DGRAM)[0] as u:
+        for junk in (b"", b"\x00" * 11, os.urandom(512), b"\xff" * 4096):
+            u.sendto(junk, ("127.0.0.1", 53))
+    assert dig(netns, API, "A") == ("NOERROR", [("A", "127.100.0.1")])
+    assert enclave.alive()
