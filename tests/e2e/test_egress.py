@@ -362,3 +362,27 @@ def test_dns_mode_needs_no_proxy_settings(qp, netns, world, certs, enclave_resol
             u.sendto(junk, ("127.0.0.1", 53))
     assert dig(netns, API, "A") == ("NOERROR", [("A", "127.100.0.1")])
     assert enclave.alive()
+
+
+@pytest.mark.timeout(60)
+def test_silent_clients_are_answered_at_their_deadline(qp, netns, world, certs):
+    """A proxy client that sends half a head, and a peer on the egress vsock port that sends
+    half a frame, each get a refusal naming the deadline and a close; meanwhile others are
+    served."""
+    host, enclave = start(qp, world, [f"{API}:8080"])
+    c = netns.connect("127.0.0.1", PROXY_PORT)
+    c.sendall(b"CONNECT api.qproxy.test:8080 HTTP/1.1\r\n")
+    v = socket.socket(socket.AF_UNIX)
+    v.connect(str(qp.vsock_path(3, EGRESS_VSOCK)))
+    v.sendall(b"\x00\x00\x00\x20\xa2")
+    rc, body, code, err = curl(netns, certs, "-x", PROXY, f"http://{API}:8080/meanwhile")
+    assert (rc, code) == (0, "200"), err
+    for s in (c, v):
+        s.settimeout(30)
+    assert recv_all(c).endswith(b"\r\n\r\nno whole request within 10 s\n")
+    reply = recv_all(v)
+    assert reply[4:8] == b"\xa4\x01\x05\x02" and b"no whole request within 5 s" in reply
+    c.close()
+    v.close()
+    assert "no whole request within 10 s" in enclave.stderr()
+    assert "egress request: bad request: no whole request within 5 s" in host.stderr()
