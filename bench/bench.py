@@ -57,6 +57,14 @@ FRONT = {
 SOCAT_SVCS = ("iperf", "redis", "http", "pg")
 STARTUP_PORT = 15150  # qproxy host half / socat, in the startup measurement (root netns)
 
+# Egress (ONLY=egress): the other way, a client in the enclave namespace reaching a server
+# in the root namespace, through an outbound rule and through the [egress] proxy, with a
+# qproxy pair of their own (control port EGRESS["control"]).
+EGRESS = {"srv": 15206, "rule_vsock": 15207, "egress_vsock": 15208, "proxy": 15209,
+          "control": 15210}
+EGRESS_PATHS = ["rule", "egress"]
+EGRESS_LABEL = {"rule": "outbound rule", "egress": "egress proxy"}
+
 PATHS = ["direct", "qproxy", "socat", "socatb"]
 LABEL = {"direct": "direct", "qproxy": "qproxy", "socat": "socat",
          "socatb": "socat -b 262144"}
@@ -67,10 +75,10 @@ LABEL = {"direct": "direct", "qproxy": "qproxy", "socat": "socat",
 # new connections, and direct and qproxy never reach it.
 # pgbench: quick mode keeps select-only alone, the small-request figure a regression in
 # the relay shows in first.
-FULL = dict(rounds=3, iperf_secs=5, redis_n=100000, ab_n=20000, ab_secs=15, scale_n=10000,
+FULL = dict(rounds=3, eg_mib=1024, iperf_secs=5, redis_n=100000, ab_n=20000, ab_secs=15, scale_n=10000,
             scale_probe_n=10000, startup_reps=20, retry_secs=120, pg_secs=5,
             pg_modes=("ro", "rw"))
-QUICK = dict(rounds=1, iperf_secs=1, redis_n=5000, ab_n=2000, ab_secs=4, scale_n=1000,
+QUICK = dict(rounds=1, eg_mib=128, iperf_secs=1, redis_n=5000, ab_n=2000, ab_secs=4, scale_n=1000,
              scale_probe_n=2000, startup_reps=5, retry_secs=0, pg_secs=3, pg_modes=("ro",))
 # The throwaway PostgreSQL cluster: scale 10 is 1,000,000 accounts (~160 MB), in memory.
 PG_SCALE = 10
@@ -363,6 +371,7 @@ class Bench:
         self.cpu_pids = {}  # path -> service -> (proxy pids, count their reaped children)
         self.pg = None
         self.pg_bin = pg_bin()
+        self.eg_ready = False
         self.t_start = time.monotonic()
 
     def wants(self, part):
@@ -435,7 +444,7 @@ class Bench:
         self.git0 = self.git_state()
         self.vdir.mkdir()
         os.chmod(self.work, 0o755)  # nginx's worker runs as nobody and reads www/
-        for port in [STARTUP_PORT] + [p for d in FRONT.values() for p in d.values()]:
+        for port in [STARTUP_PORT, EGRESS["srv"]] + [p for d in FRONT.values() for p in d.values()]:
             if tcp_listening(port):
                 raise SetupError(f"port {port} is already in use in the root namespace")
         subprocess.run(["ip", "netns", "add", self.ns], check=True, timeout=10)
@@ -801,6 +810,146 @@ http {{
             for path in self.order(r):
                 self.sample(title, path, fn, path)
 
+    # -- egress: the proxy against an outbound rule
+
+    def start_egress(self):
+        """nginx in the root namespace with a small page and a big file (sparse: its zeros
+        come from the page cache), and a qproxy pair with one outbound rule to it and an
+        [egress] policy that allows it (127.0.0.1 named explicitly: loopback)."""
+        w = self.work / "eg"
+        (w / "www").mkdir(parents=True)
+        (w / "tmp").mkdir()
+        shutil.copy2(self.work / "www" / "small.html", w / "www" / "small.html")
+        with open(w / "www" / "big", "wb") as f:
+            f.truncate(self.p["eg_mib"] << 20)
+        os.chmod(w, 0o755)
+        os.chmod(w / "www", 0o755)
+        os.chmod(w / "www" / "big", 0o644)
+        conf = w / "nginx.conf"
+        conf.write_text(f"""worker_processes 1;
+pid {w}/nginx.pid;
+error_log {w}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    client_body_temp_path {w}/tmp/body;
+    proxy_temp_path {w}/tmp/proxy;
+    fastcgi_temp_path {w}/tmp/fastcgi;
+    uwsgi_temp_path {w}/tmp/uwsgi;
+    scgi_temp_path {w}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{EGRESS['srv']} backlog=4096;
+        root {w}/www;
+    }}
+}}
+""")
+        ng = self.procs.start("nginx-egress", ["nginx", "-e", str(w / "nginx-error.log"), "-c",
+                                               str(conf), "-p", str(w), "-g", "daemon off;"])
+        wait_until(lambda: tcp_listening(EGRESS["srv"], ng.pid), 10, "nginx (egress)", [ng])
+        qconf = w / "qproxy.toml"
+        qconf.write_text(f"[[outbound_connections]]\nhostname = \"127.0.0.1\"\n"
+                         f"vsock_port = {EGRESS['rule_vsock']}\ntcp_port = {EGRESS['srv']}\n\n"
+                         f"[egress]\nvsock_port = {EGRESS['egress_vsock']}\n"
+                         f"proxy_port = {EGRESS['proxy']}\n"
+                         f"allow = [\"127.0.0.1:{EGRESS['srv']}\"]\n")
+        env = self.qproxy_env()
+        env["QPROXY_STATUS_SOCKET"] = str(w / "status.sock")
+        ctl = ["--control-port", str(EGRESS["control"])]
+        host = self.procs.start("qproxy-eg-host", [str(self.bin), "host", "--config", str(qconf),
+                                                   *ctl, "--vsock-dir", str(self.vdir), "4"],
+                                env=env)
+        for port in ("rule_vsock", "egress_vsock"):
+            sock = self.vdir / f"3.{EGRESS[port]}"
+            wait_until(lambda: unix_listening(sock, host.pid), 10, f"qproxy host half on {sock}",
+                       [host])
+        encl = self.procs.start("qproxy-eg-enclave",
+                                [str(self.bin), "enclave", "--config", str(qconf), *ctl,
+                                 "--vsock-dir", str(self.vdir), "--cid", "4"], ns=self.ns, env=env)
+        for port in ("srv", "proxy"):
+            wait_until(lambda: tcp_listening(EGRESS[port], encl.pid), 10,
+                       f"qproxy enclave half on :{EGRESS[port]}", [encl])
+        self.eg_halves = [host.pid, encl.pid]
+        for path in EGRESS_PATHS:
+            rc, out, err = run(self.eg_client(path, ["curl", "-sS", "--max-time", "10", "-o",
+                                                     "/dev/null", "-w", "%{http_code}",
+                                                     self.eg_url("small.html")]), 20)
+            if rc != 0 or out != "200":
+                raise SetupError(f"egress: GET via {EGRESS_LABEL[path]} failed: {out} {err}")
+        # Once, untimed: the big file's pages into the page cache before either path reads it.
+        run(self.eg_client("rule", ["curl", "-sS", "-o", "/dev/null", self.eg_url("big")]), 120)
+        self.eg_ready = True
+        log("egress: nginx in the root namespace answers through the outbound rule and the "
+            "egress proxy")
+
+    def eg_url(self, name):
+        return f"http://127.0.0.1:{EGRESS['srv']}/{name}"
+
+    def eg_client(self, path, argv):
+        """In the enclave namespace; egress: told the proxy (curl -x, ab -X)."""
+        if path == "egress":
+            opt = ["-x", f"http://127.0.0.1:{EGRESS['proxy']}"] if argv[0] == "curl" else \
+                ["-X", f"127.0.0.1:{EGRESS['proxy']}"]
+            argv = [argv[0]] + opt + argv[1:]
+        return ["ip", "netns", "exec", self.ns] + argv
+
+    def eg_interleaved(self, title, fn):
+        log(title)
+        for r in range(self.p["rounds"]):
+            for path in EGRESS_PATHS[r % 2:] + EGRESS_PATHS[:r % 2]:
+                self.sample(title, path, fn, path)
+
+    def m_eg_bulk(self, path):
+        cpu0 = sum(cpu_seconds(p) for p in self.eg_halves)
+        rc, out, err = run(self.eg_client(path, ["curl", "-sS", "-o", "/dev/null", "-w",
+                                                 "%{size_download} %{speed_download}",
+                                                 self.eg_url("big")]), 120)
+        cpu1 = sum(cpu_seconds(p) for p in self.eg_halves)
+        f = out.split()
+        if rc != 0 or len(f) != 2 or int(f[0]) != self.p["eg_mib"] << 20:
+            self.error("egress curl", path, err or out or f"exit status {rc}")
+            self.record("eg_gbps", path, None)
+            self.record("eg_cpu", path, None)
+            return
+        gbps = float(f[1]) * 8 / 1e9
+        self.record("eg_gbps", path, gbps)
+        self.record("eg_cpu", path, (cpu1 - cpu0) / (int(f[0]) / 1e9))
+        log(f"  curl {EGRESS_LABEL[path]:14} {gbps:7.2f} Gbit/s  qproxy "
+            f"{(cpu1 - cpu0) / (int(f[0]) / 1e9):.3f} CPU s/GB")
+
+    def m_eg_ab(self, path):
+        rc, out, err = run(self.eg_client(path, [
+            "ab", "-q", "-r", "-s", "10", "-t", str(self.p["ab_secs"]), "-n",
+            str(self.p["ab_n"]), "-c", "50", self.eg_url("small.html")]), self.p["ab_secs"] + 60)
+        m = re.search(r"Requests per second:\s+([\d.]+)", out)
+        failed = re.search(r"Failed requests:\s+(\d+)", out)
+        nfail = int(failed.group(1)) if failed else 0
+        if rc != 0 or not m or nfail:
+            self.error("egress ab", path, err or out or f"exit status {rc}")
+            self.record("eg_cps", path, None)
+            return
+        self.record("eg_cps", path, float(m.group(1)))
+        log(f"  ab {EGRESS_LABEL[path]:14} {float(m.group(1)):9.0f} conn/s")
+
+    EG_METRICS = [
+        # key, label, better, decimals, the issue's target for egress / rule
+        ("eg_gbps", "curl, one stream, Gbit/s", "higher", 2, "at least 0.95"),
+        ("eg_cpu", "qproxy CPU s per GB (both halves)", "lower", 3, "—"),
+        ("eg_cps", "ab new connections/s (50 concurrent)", "higher", 0, "at least 0.50"),
+    ]
+
+    def egress_rows(self):
+        head = ["figure", "better", "outbound rule", "egress proxy", "egress / rule",
+                "target (issue 11)"]
+        rows = []
+        for key, label, better, dec, target in self.EG_METRICS:
+            if key not in self.results:
+                continue
+            med = {p: self.median(key, p) for p in EGRESS_PATHS}
+            rows.append([label, better, self.fmt(med["rule"], dec), self.fmt(med["egress"], dec),
+                         self.ratio(med["egress"], med["rule"]), target])
+        return head, rows
+
     # -- startup and size
 
     def m_startup(self):
@@ -1033,6 +1182,13 @@ http {{
             self.interleaved("redis-benchmark GET/SET, 50 clients", self.m_redis)
         if want("ab"):
             self.interleaved(f"ab, {self.p['ab_n']} new connections, 50 concurrent", self.m_ab)
+        if want("egress"):
+            self.guarded("egress setup", "egress", self.start_egress)
+            if self.eg_ready:
+                self.eg_interleaved(f"egress: curl, {self.p['eg_mib']} MiB, one stream",
+                                    self.m_eg_bulk)
+                self.eg_interleaved(f"egress: ab, {self.p['ab_n']} new connections, "
+                                    "50 concurrent", self.m_eg_ab)
         if want("pgbench"):
             for mode in self.p["pg_modes"]:
                 self.interleaved(f"pgbench {PG_MODES[mode][0]}, {PG_CLIENTS} clients, -M extended, "
@@ -1269,6 +1425,10 @@ http {{
         print(f"qproxy bench, {mode}: commit {m['commit']}, {m['nproc']} cores, "
               f"kernel {m['kernel']}, {m['date']}; medians of {p['rounds']} round(s)")
         print(self.text_table(head, rows))
+        eh, er = self.egress_rows()
+        if er:
+            print("\negress, client in the enclave namespace -> server in the root namespace:")
+            print(self.text_table(eh, er))
         if self.errors:
             print(f"\n{len(self.errors)} error(s):")
             for e in self.errors:
@@ -1330,6 +1490,19 @@ http {{
                   "for a \"higher\" figure, below 1 for a \"lower\" one. The one to quote is "
                   "qproxy / socat -b: socat with a buffer as large as qproxy's 256 KiB kernel "
                   "pipe; plain socat's 8 KiB flatters qproxy on bulk transfers.\n")
+        eh, er = self.egress_rows()
+        if er:
+            md.append("## Egress: the proxy against an outbound rule\n")
+            md.append("The other direction: curl and ab in the enclave namespace, nginx (1 "
+                      "worker, sendfile) in the root namespace, one qproxy pair of its own "
+                      "with an outbound rule to nginx (`hostname = \"127.0.0.1\"`) and an "
+                      "`[egress]` policy allowing it; the egress path tells the client the "
+                      "proxy (`curl -x http://127.0.0.1:PORT`, which then sends the request "
+                      "in absolute form; `ab -X`), so each connection costs the request to "
+                      "the host half and its answer on top of the rule's path. Medians of "
+                      f"{p['rounds']} round(s), interleaved; curl downloads "
+                      f"{p['eg_mib']} MiB (a sparse file).\n")
+            md.append(self.md_table(eh, er) + "\n")
         if "host" in sc:
             md.append("## Scale: idle connections through qproxy\n")
             md.append(f"{sc['opened']:,} of {sc['n']:,} connections opened end to end (each "
@@ -1547,7 +1720,7 @@ def main():
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to this long for the machine to be idle")
     ap.add_argument("--only", default="", help="comma-separated: startup,scale,iperf,redis,ab,"
-                    "pgbench (for working on the bench; the report then has gaps)")
+                    "pgbench,egress (for working on the bench; the report then has gaps)")
     args = ap.parse_args()
     if not args.netns.startswith("qpbench-"):
         sys.exit("bench: the namespace name must start with qpbench-")

@@ -11,7 +11,7 @@
 # --quick (or QUICK=1) takes under a minute and writes bench/RESULTS-quick.md,
 # so that a regression check never overwrites the reference figures.
 # OUT=FILE writes elsewhere; BINARY_NOTE=TEXT says in it where BINARY comes from;
-# ONLY=scale,iperf,... runs only those parts (startup, scale, iperf, redis, ab, pgbench);
+# ONLY=scale,iperf,... runs only those parts (startup, scale, iperf, redis, ab, pgbench, egress);
 # WAIT_QUIET=SECONDS first waits up to that long for the machine to be idle.
 # Needs root (network namespaces). See bench/README.md.
 set -euo pipefail
