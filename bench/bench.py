@@ -465,34 +465,37 @@ class Bench:
                                          b"</body></html>\n")
         os.chmod(www, 0o755)
         os.chmod(www / "small.html", 0o644)
-        (self.work / "nginx-tmp").mkdir()
-        conf = self.work / "nginx.conf"
-        w = self.work
+        self.nginx = self.start_nginx("nginx", self.work, SERVER["http"], www, ns=ns)
+        for name, p in (("redis", self.redis), ("http", self.nginx)):
+            wait_until(lambda: tcp_listening(SERVER[name], p.pid), 10,
+                       f"{name} server in {ns}", [p])
+        if self.wants("pgbench"):
+            self.start_postgres()
+
+    def start_nginx(self, name, w, port, www, ns=None, extra=""):
+        """nginx, 1 worker, access log off, serving www on 127.0.0.1:port; its pid, logs
+        and temp dirs in w."""
+        (w / "nginx-tmp").mkdir()
+        conf = w / "nginx.conf"
         conf.write_text(f"""worker_processes 1;
 pid {w}/nginx.pid;
 error_log {w}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    access_log off;{extra}
     client_body_temp_path {w}/nginx-tmp/body;
     proxy_temp_path {w}/nginx-tmp/proxy;
     fastcgi_temp_path {w}/nginx-tmp/fastcgi;
     uwsgi_temp_path {w}/nginx-tmp/uwsgi;
     scgi_temp_path {w}/nginx-tmp/scgi;
     server {{
-        listen 127.0.0.1:{SERVER['http']} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096;
         root {www};
     }}
 }}
 """)
-        self.nginx = self.procs.start(
-            "nginx", ["nginx", "-e", str(w / "nginx-error.log"), "-c", str(conf), "-p", str(w),
-                      "-g", "daemon off;"], ns=ns)
-        for name, p in (("redis", self.redis), ("http", self.nginx)):
-            wait_until(lambda: tcp_listening(SERVER[name], p.pid), 10,
-                       f"{name} server in {ns}", [p])
-        if self.wants("pgbench"):
-            self.start_postgres()
+        return self.procs.start(name, ["nginx", "-e", str(w / "nginx-error.log"), "-c",
+                                       str(conf), "-p", str(w), "-g", "daemon off;"], ns=ns)
 
     def start_postgres(self):
         """A throwaway cluster in WORK/pg, in the enclave namespace: no durability (fsync,
@@ -818,34 +821,14 @@ http {{
         [egress] policy that allows it (127.0.0.1 named explicitly: loopback)."""
         w = self.work / "eg"
         (w / "www").mkdir(parents=True)
-        (w / "tmp").mkdir()
         shutil.copy2(self.work / "www" / "small.html", w / "www" / "small.html")
         with open(w / "www" / "big", "wb") as f:
             f.truncate(self.p["eg_mib"] << 20)
         os.chmod(w, 0o755)
         os.chmod(w / "www", 0o755)
         os.chmod(w / "www" / "big", 0o644)
-        conf = w / "nginx.conf"
-        conf.write_text(f"""worker_processes 1;
-pid {w}/nginx.pid;
-error_log {w}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    client_body_temp_path {w}/tmp/body;
-    proxy_temp_path {w}/tmp/proxy;
-    fastcgi_temp_path {w}/tmp/fastcgi;
-    uwsgi_temp_path {w}/tmp/uwsgi;
-    scgi_temp_path {w}/tmp/scgi;
-    server {{
-        listen 127.0.0.1:{EGRESS['srv']} backlog=4096;
-        root {w}/www;
-    }}
-}}
-""")
-        ng = self.procs.start("nginx-egress", ["nginx", "-e", str(w / "nginx-error.log"), "-c",
-                                               str(conf), "-p", str(w), "-g", "daemon off;"])
+        ng = self.start_nginx("nginx-egress", w, EGRESS["srv"], w / "www",
+                              extra="\n    sendfile on;")
         wait_until(lambda: tcp_listening(EGRESS["srv"], ng.pid), 10, "nginx (egress)", [ng])
         qconf = w / "qproxy.toml"
         qconf.write_text(f"[[outbound_connections]]\nhostname = \"127.0.0.1\"\n"
