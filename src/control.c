@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "egress.h"
 #include "log.h"
 #include "message.h"
 #include "net.h"
@@ -76,6 +77,7 @@ struct control {
 
 	/* host: who asked for the enclave's counters, and the question's seq */
 	control_stats_fn *stats_fn;
+	const struct egress_stats *egress; /* enclave: sent in each STATS */
 	void *stats_arg;
 	uint64_t stats_seq;
 
@@ -228,20 +230,20 @@ static void on_hello(struct control *ctl, const struct msg *m)
 			 c->nrules);
 }
 
-/* The counters asked for, or none (stats NULL) when the link went down first. */
-static void stats_done(struct control *ctl, const struct msg_stat *stats, size_t n)
+/* The counters asked for, or none (m NULL) when the link went down first. */
+static void stats_done(struct control *ctl, const struct msg *m)
 {
 	control_stats_fn *fn = ctl->stats_fn;
 
 	ctl->stats_fn = NULL;
 	if (fn)
-		fn(ctl->stats_arg, stats, n);
+		fn(ctl->stats_arg, m);
 }
 
 static void on_stats(struct control *ctl, struct msg *m)
 {
 	if (m->seq == ctl->stats_seq)
-		stats_done(ctl, m->stats, m->nstats);
+		stats_done(ctl, m);
 }
 
 static void send_stats(struct control *ctl, uint64_t seq)
@@ -263,9 +265,30 @@ static void send_stats(struct control *ctl, uint64_t seq)
 					  s->refused,
 					  ctl->cfg->rules[i].max_connections};
 	}
+	/*
+	 * The egress counters, as many as fit: the config check keeps the rules' within a
+	 * frame, and what room is left goes to the busiest destinations.
+	 */
+	uint8_t *probe = malloc(MSG_MAX);
+	for (size_t max = MSG_EGRESS_MAX; probe && max > 0; max /= 2) {
+		long ne = egress_stats_msg(ctl->egress, max, &m.egress);
+		m.negress = ne > 0 ? (size_t)ne : 0;
+		if (ne <= 0 || msg_encode(&m, probe, MSG_MAX) > 0)
+			break;
+		free(m.egress);
+		m.egress = NULL;
+		m.negress = 0;
+	}
+	free(probe);
 	if (ctl->link)
 		link_send(ctl->link, &m);
+	free(m.egress);
 	free(st);
+}
+
+void control_set_egress(struct control *ctl, const struct egress_stats *egress)
+{
+	ctl->egress = egress;
 }
 
 /*
@@ -492,7 +515,7 @@ static void link_drop(struct link *k, const char *why)
 	}
 	if (ctl->host) {
 		log_warn(0, "control: the enclave half is gone (%s): %s", peer, why);
-		stats_done(ctl, NULL, 0);
+		stats_done(ctl, NULL);
 		return;
 	}
 	log_warn(0, "control: link to the host half lost: %s; reconnecting", why);

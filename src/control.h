@@ -36,12 +36,17 @@ void control_free(struct control *ctl);
 bool control_linked(const struct control *ctl, const char **version);
 
 /*
- * Host: ask the enclave half for its counters. done(arg, stats, n) is called once, when
- * they arrive, or with stats NULL when the link goes down first; a later question
- * replaces an unanswered one, which is then never answered. -1 when the enclave half is
- * not linked or the question cannot be sent.
+ * Host: ask the enclave half for its counters. done(arg, m) is called once, with its
+ * STATS message (m->stats, m->nstats; its egress counters in m->egress) when it arrives,
+ * or with m NULL when the link goes down first; a later question replaces an unanswered
+ * one, which is then never answered. -1 when the enclave half is not linked or the
+ * question cannot be sent.
  */
-typedef void control_stats_fn(void *arg, const struct msg_stat *stats, size_t n);
+typedef void control_stats_fn(void *arg, const struct msg *m);
 int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg);
+
+/* Enclave: the egress counters its STATS carry, the busiest first; none without this. */
+struct egress_stats;
+void control_set_egress(struct control *ctl, const struct egress_stats *egress);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "message.h"
 #include "net.h"
 #include "relay.h"
 #include "resolve.h"
@@ -81,6 +82,29 @@ size_t egress_stats_top(const struct egress_stats *s, const struct egress_dest *
 			n++;
 	}
 	return n;
+}
+
+long egress_stats_msg(const struct egress_stats *s, size_t max, struct msg_egress **out)
+{
+	const struct egress_dest *top[MSG_EGRESS_MAX];
+	size_t n = s ? egress_stats_top(s, top, max < MSG_EGRESS_MAX ? max : MSG_EGRESS_MAX) : 0;
+
+	*out = NULL;
+	if (n == 0)
+		return 0;
+	*out = calloc(n, sizeof(**out));
+	if (!*out)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		struct msg_egress *e = &(*out)[i];
+		snprintf(e->dest, sizeof(e->dest), "%s", top[i]->name);
+		e->open = top[i]->open;
+		e->total = top[i]->total;
+		e->denied = top[i]->denied;
+		e->bytes_up = top[i]->bytes_up;
+		e->bytes_down = top[i]->bytes_down;
+	}
+	return (long)n;
 }
 
 void egress_stats_free(struct egress_stats *s)

@@ -44,6 +44,12 @@ struct egress_dest *egress_stats_get(struct egress_stats *s, const char *host, u
 /* Up to max entries, busiest first (most connections, then most bytes), into out. */
 size_t egress_stats_top(const struct egress_stats *s, const struct egress_dest **out, size_t max);
 void egress_stats_free(struct egress_stats *s);
+/*
+ * The busiest max (at most MSG_EGRESS_MAX) entries as the control and status messages
+ * carry them, in a new array (*out, NULL when none). How many, or -1 when out of memory.
+ */
+struct msg_egress;
+long egress_stats_msg(const struct egress_stats *s, size_t max, struct msg_egress **out);
 
 /* "host:port", "[v6]:port" */
 const char *egress_dest_str(const char *host, uint16_t port, char *buf, size_t size);

@@ -462,6 +462,8 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 		status_set_egress(st, egress_server_stats(es));
 	if (ctl && !host)
 		ep = egress_proxy_new(l, c, po);
+	if (ep)
+		control_set_egress(ctl, egress_proxy_stats(ep));
 	if (!ctl || (host && !es) || (!host && !ep) || loop_catch_signal(l, SIGTERM) != 0 ||
 	    loop_catch_signal(l, SIGINT) != 0) {
 		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));

@@ -23,6 +23,7 @@ enum {
 	K_PEER_VERSION,
 	K_PEER_STATS,
 	K_EGRESS,
+	K_PEER_EGRESS,
 };
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
 enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN, S_REFUSED, S_LIMIT, S_KEYS };
@@ -37,8 +38,8 @@ enum { E_DEST, E_OPEN, E_TOTAL, E_DENIED, E_UP, E_DOWN, E_KEYS };
 /* An egress entry: its destination's text and five counters, each under a key byte. */
 #define EGRESS_ENTRY_MAX (1 + 1 + 3 + MSG_DEST_MAX + (E_KEYS - 1) * (1 + 9))
 _Static_assert(MSG_STATUS_MAX >= MSG_MAX + 2 * (1 + 3 + MSG_MAX_RULES * STAT_MAX) +
-				     2 * MSG_VERSION_MAX + 64 + 3 +
-				     MSG_EGRESS_MAX * EGRESS_ENTRY_MAX,
+				     2 * MSG_VERSION_MAX + 64 +
+				     2 * (3 + MSG_EGRESS_MAX * EGRESS_ENTRY_MAX),
 	       "a status reply may not fit in MSG_STATUS_MAX");
 
 /* A message is a map of maps in an array in a map: deeper is not ours. */
@@ -209,7 +210,7 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 	case MSG_HEARTBEAT:
 	case MSG_STATS_REQ:
 	case MSG_STATS:
-		cbor_put_map(&e, m->type == MSG_STATS ? 3 : 2);
+		cbor_put_map(&e, m->type == MSG_STATS ? 3 + (m->negress > 0) : 2);
 		cbor_put_uint(&e, K_TYPE);
 		cbor_put_uint(&e, m->type);
 		cbor_put_uint(&e, K_SEQ);
@@ -218,9 +219,13 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 			cbor_put_uint(&e, K_STATS);
 			put_stats(&e, m->stats, m->nstats);
 		}
+		if (m->type == MSG_STATS && m->negress > 0) {
+			cbor_put_uint(&e, K_EGRESS);
+			put_egress(&e, m->egress, m->negress);
+		}
 		break;
 	case MSG_STATUS:
-		cbor_put_map(&e, 7 + m->has_peer_stats + (m->negress > 0));
+		cbor_put_map(&e, 7 + m->has_peer_stats + (m->negress > 0) + (m->npeer_egress > 0));
 		cbor_put_uint(&e, K_TYPE);
 		cbor_put_uint(&e, m->type);
 		cbor_put_uint(&e, K_VERSION);
@@ -242,6 +247,10 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		if (m->negress > 0) {
 			cbor_put_uint(&e, K_EGRESS);
 			put_egress(&e, m->egress, m->negress);
+		}
+		if (m->npeer_egress > 0) {
+			cbor_put_uint(&e, K_PEER_EGRESS);
+			put_egress(&e, m->peer_egress, m->npeer_egress);
 		}
 		break;
 	default:
@@ -546,6 +555,11 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 			ok = get_array_max(&r, "egress", sizeof(*m->egress), MSG_EGRESS_MAX,
 					   (void **)&m->egress, &m->negress, get_egress_v);
 			break;
+		case K_PEER_EGRESS:
+			ok = get_array_max(&r, "peer egress", sizeof(*m->peer_egress),
+					   MSG_EGRESS_MAX, (void **)&m->peer_egress,
+					   &m->npeer_egress, get_egress_v);
+			break;
 		default:
 			ok = skip(&r);
 		}
@@ -564,9 +578,10 @@ void msg_free(struct msg *m)
 	free(m->stats);
 	free(m->peer_stats);
 	free(m->egress);
+	free(m->peer_egress);
 	m->rules = NULL;
 	m->stats = m->peer_stats = NULL;
-	m->egress = NULL;
-	m->nrules = m->nstats = m->npeer_stats = m->negress = 0;
+	m->egress = m->peer_egress = NULL;
+	m->nrules = m->nstats = m->npeer_stats = m->negress = m->npeer_egress = 0;
 	m->has_peer_stats = false;
 }

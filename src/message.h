@@ -29,7 +29,7 @@ enum msg_type {
 	MSG_LOG = 2,   /* enclave -> host: one log line */
 	MSG_HEARTBEAT = 3, /* both ways, every few seconds */
 	MSG_STATS_REQ = 4, /* host -> enclave: seq */
-	MSG_STATS = 5,	   /* enclave -> host: seq, one entry per rule */
+	MSG_STATS = 5,	   /* enclave -> host: seq, one entry per rule; its egress counters */
 	/* The host half's answer on its status socket, never on the link. */
 	MSG_STATUS = 6, /* version, cid, connected, peer_version, rules, stats, peer_stats */
 };
@@ -71,9 +71,14 @@ struct msg {
 	bool has_peer_stats;
 	struct msg_stat *peer_stats; /* allocated by msg_decode */
 	size_t npeer_stats;
-	/* STATUS: the host half's egress by destination, busiest first; sent when any */
+	/*
+	 * STATUS: the host half's egress by destination, busiest first; STATS: the enclave
+	 * half's. Each sent when there is any.
+	 */
 	struct msg_egress *egress; /* allocated by msg_decode */
 	size_t negress;
+	struct msg_egress *peer_egress; /* STATUS: the enclave half's, from its STATS */
+	size_t npeer_egress;
 };
 
 /*

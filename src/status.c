@@ -52,34 +52,22 @@ void status_set_egress(struct status_server *s, const struct egress_stats *egres
 /* The busiest destinations, at most MSG_EGRESS_MAX, into m; false when out of memory. */
 static bool fill_egress(const struct status_server *s, struct msg *m)
 {
-	const struct egress_dest *top[MSG_EGRESS_MAX];
-	size_t n = s->egress ? egress_stats_top(s->egress, top, MSG_EGRESS_MAX) : 0;
+	long n = egress_stats_msg(s->egress, MSG_EGRESS_MAX, &m->egress);
 
-	if (n == 0)
-		return true;
-	m->egress = calloc(n, sizeof(*m->egress));
-	if (!m->egress)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		struct msg_egress *e = &m->egress[i];
-		snprintf(e->dest, sizeof(e->dest), "%s", top[i]->name);
-		e->open = top[i]->open;
-		e->total = top[i]->total;
-		e->denied = top[i]->denied;
-		e->bytes_up = top[i]->bytes_up;
-		e->bytes_down = top[i]->bytes_down;
-	}
-	m->negress = n;
-	return true;
+	m->negress = n > 0 ? (size_t)n : 0;
+	return n >= 0;
 }
 
 /*
  * The reply to every waiting client: this half's counters per rule, and the enclave's
- * when they came in time (matched by vsock_port, zero for a rule it lacks).
+ * (its STATS, em) when they came in time (matched by vsock_port, zero for a rule it
+ * lacks); the egress counters of both the same way.
  */
-static void answer(struct status_server *s, const struct msg_stat *estats, size_t nestats)
+static void answer(struct status_server *s, const struct msg *em)
 {
 	const struct config *c = s->cfg;
+	const struct msg_stat *estats = em ? em->stats : NULL;
+	size_t nestats = em ? em->nstats : 0;
 	struct msg m = {
 	    .type = MSG_STATUS,
 	    .cid = s->enclave_cid,
@@ -88,6 +76,9 @@ static void answer(struct status_server *s, const struct msg_stat *estats, size_
 	    .nstats = c->nrules,
 	    .has_peer_stats = estats != NULL,
 	    .npeer_stats = estats ? c->nrules : 0,
+	    /* The enclave's own, decoded and bounded by msg_decode: borrowed, not copied. */
+	    .peer_egress = em ? em->egress : NULL,
+	    .npeer_egress = em ? em->negress : 0,
 	};
 	const char *peer_version = NULL;
 	uint8_t *buf = malloc(MSG_STATUS_MAX);
@@ -135,7 +126,7 @@ static void answer(struct status_server *s, const struct msg_stat *estats, size_
 	free(buf);
 }
 
-static void on_enclave_stats(void *arg, const struct msg_stat *stats, size_t n)
+static void on_enclave_stats(void *arg, const struct msg *m)
 {
 	struct status_server *s = arg;
 
@@ -143,7 +134,7 @@ static void on_enclave_stats(void *arg, const struct msg_stat *stats, size_t n)
 		return; /* too late: the clients have had their answer */
 	s->asking = false;
 	loop_timer_stop(s->loop, &s->deadline);
-	answer(s, stats, n);
+	answer(s, m);
 }
 
 static void on_deadline(struct loop *l, struct loop_timer *t)
@@ -152,7 +143,7 @@ static void on_deadline(struct loop *l, struct loop_timer *t)
 
 	(void)l;
 	s->asking = false;
-	answer(s, NULL, 0);
+	answer(s, NULL);
 }
 
 static void on_accept(struct loop *l, int fd, short rev, void *arg)
@@ -181,7 +172,7 @@ static void on_accept(struct loop *l, int fd, short rev, void *arg)
 		s->asking = true;
 		return;
 	}
-	answer(s, NULL, 0);
+	answer(s, NULL);
 }
 
 /* The status socket: root only, in a root-only directory. */
@@ -308,6 +299,15 @@ static void print_rows(FILE *out, const char *half, const struct msg *m, const s
 	}
 }
 
+static void print_egress(FILE *out, const char *half, const struct msg_egress *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "%-40s %-8s %8llu %8llu %8llu %14llu %14llu\n", e[i].dest, half,
+			(unsigned long long)e[i].open, (unsigned long long)e[i].total,
+			(unsigned long long)e[i].denied, (unsigned long long)e[i].bytes_up,
+			(unsigned long long)e[i].bytes_down);
+}
+
 /* Read the whole reply: the host half writes it and closes. The length read, or -1. */
 static ssize_t read_reply(int fd, uint8_t *buf, size_t cap)
 {
@@ -365,16 +365,11 @@ int status_query(const char *path, FILE *out, char *err, size_t errlen)
 	print_rows(out, "host", &m, m.stats);
 	if (m.has_peer_stats)
 		print_rows(out, "enclave", &m, m.peer_stats);
-	if (m.negress > 0) {
-		fprintf(out, "\n%-40s %8s %8s %8s %14s %14s\n", "EGRESS (host half, busiest first)",
-			"OPEN", "TOTAL", "DENIED", "BYTES UP", "BYTES DOWN");
-		for (size_t i = 0; i < m.negress; i++) {
-			const struct msg_egress *e = &m.egress[i];
-			fprintf(out, "%-40s %8llu %8llu %8llu %14llu %14llu\n", e->dest,
-				(unsigned long long)e->open, (unsigned long long)e->total,
-				(unsigned long long)e->denied, (unsigned long long)e->bytes_up,
-				(unsigned long long)e->bytes_down);
-		}
+	if (m.negress > 0 || m.npeer_egress > 0) {
+		fprintf(out, "\n%-40s %-8s %8s %8s %8s %14s %14s\n", "EGRESS (busiest first)",
+			"HALF", "OPEN", "TOTAL", "DENIED", "BYTES UP", "BYTES DOWN");
+		print_egress(out, "host", m.egress, m.negress);
+		print_egress(out, "enclave", m.peer_egress, m.npeer_egress);
 	}
 	msg_free(&m);
 	return 0;

@@ -143,12 +143,13 @@ def socks_reply(rc, err):
 
 
 def egress_rows(qp):
-    """The egress view of `qproxy status`: one list of fields per destination."""
+    """The egress view of `qproxy status`: one list of fields per destination and half
+    (DESTINATION HALF OPEN TOTAL DENIED UP DOWN)."""
     r = subprocess.run([qp.binary, "status", "--status-socket", str(qp.status_socket())],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    at = [i for i, l in enumerate(lines) if l.startswith("EGRESS (host half, busiest first)")]
+    at = [i for i, l in enumerate(lines) if l.startswith("EGRESS (busiest first)")]
     assert at, r.stdout
     return [l.split() for l in lines[at[0] + 1:] if l.strip()]
 
@@ -183,8 +184,11 @@ def test_https_by_name_through_connect_and_socks5(qp, netns, world, certs):
     assert f"-> {API}:8443: connected; the host half reached {SERVER}:8443" in elog
     # qproxy status: per destination, the busiest first, with the bytes of each.
     rows = egress_rows(qp)
-    assert [r[:4] for r in rows] == [[f"{API}:8443", "0", "2", "0"], [f"{API}:8080", "0", "1", "0"]]
-    assert all(int(r[4]) > 0 and int(r[5]) > 0 for r in rows)
+    assert [r[:5] for r in rows] == [[f"{API}:8443", "host", "0", "2", "0"],
+                                     [f"{API}:8080", "host", "0", "1", "0"],
+                                     [f"{API}:8443", "enclave", "0", "2", "0"],
+                                     [f"{API}:8080", "enclave", "0", "1", "0"]]
+    assert all(int(r[5]) > 0 and int(r[6]) > 0 for r in rows)
 
 
 def test_denied_by_the_enclave_policy(qp, netns, world, certs):
@@ -200,6 +204,10 @@ def test_denied_by_the_enclave_policy(qp, netns, world, certs):
                       if "other.qproxy.test:8080: denied" in l]
     own = [l for l in host.stderr().splitlines() if "[enclave]" not in l]
     assert not [l for l in own if "other.qproxy.test" in l]  # never asked
+    # qproxy status shows the enclave half's denials, which the host half never saw.
+    rows = egress_rows(qp)
+    assert ["other.qproxy.test:8080", "enclave", "0", "1", "1", "0", "0"] in rows
+    assert not [r for r in rows if r[0].startswith("other.") and r[1] == "host"]
 
 
 def test_denied_by_the_host_policy_where_the_enclave_allows(qp, netns, world, certs):
@@ -212,7 +220,10 @@ def test_denied_by_the_host_policy_where_the_enclave_allows(qp, netns, world, ce
     assert (code, body) == ("403", "host half: denied: no allow entry matches")
     log = host.stderr()
     assert "WARN  c1 egress hostdenied.qproxy.test:8080: denied:" in log
-    assert ["hostdenied.qproxy.test:8080", "0", "1", "1", "0", "0"] in egress_rows(qp)
+    rows = egress_rows(qp)
+    # Each half counts it denied: the host half denied it, the enclave half's client was.
+    assert ["hostdenied.qproxy.test:8080", "host", "0", "1", "1", "0", "0"] in rows
+    assert ["hostdenied.qproxy.test:8080", "enclave", "0", "1", "1", "0", "0"] in rows
 
 
 def test_metadata_and_special_addresses(qp, netns, world, certs):

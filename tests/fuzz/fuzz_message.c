@@ -45,7 +45,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		     d.has_peer_stats != m.has_peer_stats || d.npeer_stats != m.npeer_stats ||
 		     (m.npeer_stats && memcmp(d.peer_stats, m.peer_stats,
 					      m.npeer_stats * sizeof(*m.peer_stats)) != 0) ||
-		     d.negress != m.negress ||
+		     d.npeer_egress != m.npeer_egress ||
+		     (m.npeer_egress && memcmp(d.peer_egress, m.peer_egress,
+					       m.npeer_egress * sizeof(*m.peer_egress)) != 0)))
+			abort();
+		/* Egress counters: the host half's in STATUS, the enclave half's in STATS. */
+		if ((m.type == MSG_STATS || m.type == MSG_STATUS) &&
+		    (d.negress != m.negress ||
 		     (m.negress && memcmp(d.egress, m.egress, m.negress * sizeof(*m.egress)) != 0)))
 			abort();
 		msg_free(&d);

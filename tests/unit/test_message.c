@@ -196,11 +196,24 @@ static void status_round_trip(void **state)
 	assert_null(d.egress);
 	m.egress = eg;
 	m.negress = 2;
+	m.peer_egress = eg + 1;
+	m.npeer_egress = 1;
 	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
 	assert_int_equal(d.negress, 2);
 	assert_memory_equal(d.egress, eg, sizeof(eg));
+	assert_int_equal(d.npeer_egress, 1);
+	assert_memory_equal(d.peer_egress, eg + 1, sizeof(eg[1]));
 	msg_free(&d);
 	assert_null(d.egress);
+	assert_null(d.peer_egress);
+	/* The enclave half's, in its STATS. */
+	struct msg st = {
+	    .type = MSG_STATS, .seq = 9, .stats = host, .nstats = 2, .egress = eg, .negress = 2};
+	decode_ok(msg_encode(&st, buf, sizeof(buf)), &d);
+	assert_int_equal(d.type, MSG_STATS);
+	assert_int_equal(d.negress, 2);
+	assert_memory_equal(d.egress, eg, sizeof(eg));
+	msg_free(&d);
 
 	/* "connected" is a boolean, nothing else. */
 	expect_refused((const uint8_t *)"\xa2\x00\x06\x0a\x01", 5, "connected");
