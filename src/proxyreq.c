@@ -236,6 +236,12 @@ long socks_request_parse(const uint8_t *b, size_t n, char host[POLICY_NAME_MAX +
 		return -1;
 	}
 	if (b[3] == 3) {
+		/* A length byte allows 255: two more than any name, and than host holds. */
+		if (b[4] > POLICY_NAME_MAX) {
+			snprintf(err, errlen, "SOCKS5 request with a name of %u bytes, at most %d",
+				 b[4], POLICY_NAME_MAX);
+			return -1;
+		}
 		if (memchr(b + 5, '\0', b[4])) {
 			snprintf(err, errlen, "SOCKS5 request with a NUL in its name");
 			return -1;

@@ -159,6 +159,18 @@ static void socks(void **state)
 	assert_string_equal(host, "2001:db8::1");
 	assert_int_equal(port, 8080);
 
+	/* The fuzzer's find: a name of 255 bytes, which the length byte allows. */
+	static uint8_t longname[4 + 1 + 255 + 2] = {5, 1, 0, 3, 255};
+	memset(longname + 5, 'a', 255);
+	assert_int_equal(
+	    socks_request_parse(longname, sizeof(longname), host, &port, &rep, err, sizeof(err)), -1);
+	assert_string_equal(err, "SOCKS5 request with a name of 255 bytes, at most 253");
+	longname[4] = 253;
+	assert_int_equal(socks_request_parse(longname, 4 + 1 + 253 + 2, host, &port, &rep, err,
+					     sizeof(err)),
+			 4 + 1 + 253 + 2);
+	assert_int_equal(strlen(host), 253);
+
 	const struct {
 		uint8_t b[12];
 		size_t n;
