@@ -424,7 +424,9 @@ static void econn_request(struct econn *c)
 	char why[EGRESS_REASON_MAX], entry[POLICY_ENTRY_LEN];
 
 	if (policy_normalize(c->req.host, c->host) != 0) {
-		snprintf(why, sizeof(why), "%.60s is not a hostname or IP address", c->req.host);
+		char shown[POLICY_SHOWN_LEN];
+		snprintf(why, sizeof(why), "%s is not a hostname or IP address",
+			 policy_shown(c->req.host, shown));
 		econn_fail(c, EGRESS_BAD, why);
 		return;
 	}

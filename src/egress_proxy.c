@@ -364,7 +364,9 @@ static void pconn_decide(struct pconn *c, const char *host, uint16_t port)
 	loop_timer_stop(c->ep->loop, &c->timer);
 	loop_del(c->ep->loop, c->cfd);
 	if (policy_normalize(host, c->host) != 0) {
-		snprintf(why, sizeof(why), "%.60s is not a hostname or IP address", host);
+		char shown[POLICY_SHOWN_LEN];
+		snprintf(why, sizeof(why), "%s is not a hostname or IP address",
+			 policy_shown(host, shown));
 		pconn_fail(c, 400, SOCKS_HOST_UNREACHABLE, true, why);
 		return;
 	}

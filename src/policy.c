@@ -79,6 +79,16 @@ int policy_normalize(const char *s, char out[POLICY_NAME_MAX + 1])
 	return name_normalize(s, n, out);
 }
 
+const char *policy_shown(const char *s, char buf[POLICY_SHOWN_LEN])
+{
+	size_t n = 0;
+
+	for (; s[n] && n < 60; n++)
+		buf[n] = s[n] > 0x20 && s[n] < 0x7f ? s[n] : '?';
+	buf[n] = '\0';
+	return buf;
+}
+
 /* "443", "8000-8100" or "*" into e. */
 static int parse_ports(const char *s, struct policy_entry *e, char *err, size_t errlen)
 {

@@ -57,6 +57,14 @@ const char *policy_entry_str(const struct policy_entry *e, char *buf, size_t siz
  */
 int policy_normalize(const char *s, char out[POLICY_NAME_MAX + 1]);
 
+/*
+ * A name that failed policy_normalize(), as a log line may show it: at most 60 bytes,
+ * each control or non-ASCII byte as '?', so that no client can write a line of its own.
+ * Returns buf.
+ */
+#define POLICY_SHOWN_LEN 64
+const char *policy_shown(const char *s, char buf[POLICY_SHOWN_LEN]);
+
 enum policy_verdict {
 	POLICY_ALLOWED,	 /* by *rule, an allow entry */
 	POLICY_DENIED,	 /* by *rule, a deny entry */

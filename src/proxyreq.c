@@ -32,6 +32,10 @@ __attribute__((format(printf, 5, 6))) static long refuse(int *status, int code, 
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	/* It may quote the request: no byte of it may end the log line or steer a terminal. */
+	for (char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -1;
 }
 

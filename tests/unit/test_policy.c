@@ -158,6 +158,11 @@ static void normalize(void **state)
 	assert_string_equal(out, "2001:db8::1");
 	assert_int_equal(policy_normalize("10.0.0.1", out), 0);
 	assert_string_equal(out, "10.0.0.1");
+	char shown[POLICY_SHOWN_LEN], longer[100];
+	assert_string_equal(policy_shown("a\nb\x1b c\xc3\xa9", shown), "a?b??c??");
+	memset(longer, 'x', 99);
+	longer[99] = '\0';
+	assert_int_equal(strlen(policy_shown(longer, shown)), 60);
 	const char *const bad[] = {"",	   ".",	   "a..b", "a b", "a/b",	 "*.a",
 				   "a:80", "a\\b", "..",   "[a]", "\xc3\xa9.com"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)

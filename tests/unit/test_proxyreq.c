@@ -109,6 +109,9 @@ static void bad_heads(void **state)
 		assert_int_equal(status, cases[i].status);
 		assert_string_equal(err, cases[i].err);
 	}
+	/* A bare LF or an escape in the request line is quoted as '?': no forged log line. */
+	assert_int_equal(head("CONNECT a\nb\x1b HTTP/1.1\r\n\r\n", &r, &status, err), -1);
+	assert_string_equal(err, "CONNECT needs host:port, got a?b?");
 	const char nul[] = "CONNECT h:1 HTTP/1.1\r\nX: \0\r\n\r\n";
 	assert_int_equal(http_head_parse(nul, sizeof(nul) - 1, &r, &status, err, sizeof(err)), -1);
 	assert_string_equal(err, "a NUL byte in the request head");
@@ -163,12 +166,13 @@ static void socks(void **state)
 	static uint8_t longname[4 + 1 + 255 + 2] = {5, 1, 0, 3, 255};
 	memset(longname + 5, 'a', 255);
 	assert_int_equal(
-	    socks_request_parse(longname, sizeof(longname), host, &port, &rep, err, sizeof(err)), -1);
+	    socks_request_parse(longname, sizeof(longname), host, &port, &rep, err, sizeof(err)),
+	    -1);
 	assert_string_equal(err, "SOCKS5 request with a name of 255 bytes, at most 253");
 	longname[4] = 253;
-	assert_int_equal(socks_request_parse(longname, 4 + 1 + 253 + 2, host, &port, &rep, err,
-					     sizeof(err)),
-			 4 + 1 + 253 + 2);
+	assert_int_equal(
+	    socks_request_parse(longname, 4 + 1 + 253 + 2, host, &port, &rep, err, sizeof(err)),
+	    4 + 1 + 253 + 2);
 	assert_int_equal(strlen(host), 253);
 
 	const struct {
