@@ -29,6 +29,7 @@ HOSTS = f"""127.0.0.1 localhost
 {SERVER} hostdenied.qproxy.test
 169.254.169.254 metadata.qproxy.test
 127.0.0.1 loop.qproxy.test
+192.0.2.1 self.qproxy.test
 """
 
 SERVE = textwrap.dedent("""
@@ -242,6 +243,10 @@ def test_metadata_and_special_addresses(qp, netns, world, certs):
     rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://loop.qproxy.test/")
     assert (code, body) == ("502", "host half: refused: address 127.0.0.1:80 is loopback, "
                                    "and no allow entry names it")
+    # The host half's own address, on its veth: no name leads back to the parent itself.
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://self.qproxy.test/")
+    assert (code, body) == ("502", "host half: refused: address 192.0.2.1:80 is this host's "
+                                   "own, and no allow entry names it")
     # The same world server by address, which 0.0.0.0/0 does not cover on 8080 but its own
     # entry does: the address rules are per address, not a blanket refusal.
     rc, body, code, err = curl(netns, certs, "-x", PROXY, f"http://{SERVER}:8080/")
