@@ -72,6 +72,8 @@ static const char usage_host[] =
     "  -h, --help                     Print help\n"
     "\n"
     "Vsock connections are accepted only from <CID>; others are closed and logged.\n"
+    "With [egress] in the config it takes the enclave's egress connections on its vsock_port,\n"
+    "each checked against its own policy before it is connected.\n"
     "The enclave half's log lines arrive over the control channel and are written to this\n"
     "half's log, each marked '[enclave]'.\n"
     "Logs: [log_location] host_log in the config, else stderr; RUST_LOG=off|error|warn|info|\n"
@@ -101,7 +103,9 @@ static const char usage_enclave[] =
     "Logs: [log_location] enclave_log in the config, else stderr; RUST_LOG overrides log_level.\n"
     "Every log line also goes to the host half over the control channel.\n"
     "At start it brings the loopback interface up if it is down, and writes [enclave] "
-    "hosts_file.\n";
+    "hosts_file.\n"
+    "With [egress] it serves HTTP CONNECT and SOCKS5 on 127.0.0.1:proxy_port, and with\n"
+    "dns = true a DNS server on 127.0.0.1:53 (resolv_conf pointed at it).\n";
 
 static const char usage_check[] =
     "Check the qproxy configuration file\n"
