@@ -63,6 +63,9 @@ STARTUP_PORT = 15150  # qproxy host half / socat, in the startup measurement (ro
 EGRESS = {"srv": 15206, "rule_vsock": 15207, "egress_vsock": 15208, "proxy": 15209,
           "control": 15210}
 EGRESS_PATHS = ["rule", "egress"]
+# The DNS mode's names for dnsperf (ONLY=dns): allowed on port 443, each given its address
+# and listener by its first query, then answered from what the half holds.
+DNS_NAMES = 100
 EGRESS_LABEL = {"rule": "outbound rule", "egress": "egress proxy"}
 
 PATHS = ["direct", "qproxy", "socat", "socatb"]
@@ -75,10 +78,10 @@ LABEL = {"direct": "direct", "qproxy": "qproxy", "socat": "socat",
 # new connections, and direct and qproxy never reach it.
 # pgbench: quick mode keeps select-only alone, the small-request figure a regression in
 # the relay shows in first.
-FULL = dict(rounds=3, eg_mib=1024, iperf_secs=5, redis_n=100000, ab_n=20000, ab_secs=15, scale_n=10000,
+FULL = dict(rounds=3, eg_mib=1024, dns_secs=10, iperf_secs=5, redis_n=100000, ab_n=20000, ab_secs=15, scale_n=10000,
             scale_probe_n=10000, startup_reps=20, retry_secs=120, pg_secs=5,
             pg_modes=("ro", "rw"))
-QUICK = dict(rounds=1, eg_mib=128, iperf_secs=1, redis_n=5000, ab_n=2000, ab_secs=4, scale_n=1000,
+QUICK = dict(rounds=1, eg_mib=128, dns_secs=2, iperf_secs=1, redis_n=5000, ab_n=2000, ab_secs=4, scale_n=1000,
              scale_probe_n=2000, startup_reps=5, retry_secs=0, pg_secs=3, pg_modes=("ro",))
 # The throwaway PostgreSQL cluster: scale 10 is 1,000,000 accounts (~160 MB), in memory.
 PG_SCALE = 10
@@ -834,8 +837,8 @@ http {{
         qconf.write_text(f"[[outbound_connections]]\nhostname = \"127.0.0.1\"\n"
                          f"vsock_port = {EGRESS['rule_vsock']}\ntcp_port = {EGRESS['srv']}\n\n"
                          f"[egress]\nvsock_port = {EGRESS['egress_vsock']}\n"
-                         f"proxy_port = {EGRESS['proxy']}\n"
-                         f"allow = [\"127.0.0.1:{EGRESS['srv']}\"]\n")
+                         f"proxy_port = {EGRESS['proxy']}\ndns = true\n"
+                         f"allow = [\"127.0.0.1:{EGRESS['srv']}\", \"*.dns.bench:443\"]\n")
         env = self.qproxy_env()
         env["QPROXY_STATUS_SOCKET"] = str(w / "status.sock")
         ctl = ["--control-port", str(EGRESS["control"])]
@@ -913,6 +916,31 @@ http {{
             return
         self.record("eg_cps", path, float(m.group(1)))
         log(f"  ab {EGRESS_LABEL[path]:14} {float(m.group(1)):9.0f} conn/s")
+
+    def m_dns(self):
+        """dnsperf over UDP for DNS_NAMES allowed names, A queries, for dns_secs; the
+        enclave half's CPU per 100,000 answered."""
+        qfile = self.work / "eg" / "queries"
+        qfile.write_text("".join(f"n{i}.dns.bench A\n" for i in range(DNS_NAMES)))
+        encl = self.eg_halves[1]
+        cpu0 = cpu_seconds(encl)
+        rc, out, err = run(["ip", "netns", "exec", self.ns, "dnsperf", "-s", "127.0.0.1", "-d",
+                            str(qfile), "-l", str(self.p["dns_secs"]), "-c", "4", "-q", "200"],
+                           self.p["dns_secs"] + 30)
+        cpu1 = cpu_seconds(encl)
+        qps = re.search(r"Queries per second:\s+([\d.]+)", out)
+        done = re.search(r"Queries completed:\s+(\d+)", out)
+        noerror = re.search(r"NOERROR (\d+)", out)
+        if rc != 0 or not qps or not done or not noerror or noerror.group(1) != done.group(1):
+            self.error("dnsperf", "dns", err or out or f"exit status {rc}")
+            self.record("dns_qps", "dns", None)
+            self.record("dns_cpu", "dns", None)
+            return
+        n = int(done.group(1))
+        self.record("dns_qps", "dns", float(qps.group(1)))
+        self.record("dns_cpu", "dns", (cpu1 - cpu0) / n * 1e5 if n else None)
+        log(f"  dnsperf {float(qps.group(1)):9.0f} queries/s, {n} answered NOERROR; enclave half "
+            f"{(cpu1 - cpu0) / max(n, 1) * 1e5:.3f} CPU s per 100k")
 
     EG_METRICS = [
         # key, label, better, decimals, the issue's target for egress / rule
@@ -1165,8 +1193,13 @@ http {{
             self.interleaved("redis-benchmark GET/SET, 50 clients", self.m_redis)
         if want("ab"):
             self.interleaved(f"ab, {self.p['ab_n']} new connections, 50 concurrent", self.m_ab)
-        if want("egress"):
+        if want("egress") or want("dns"):
             self.guarded("egress setup", "egress", self.start_egress)
+        if want("dns") and self.eg_ready:
+            log(f"dnsperf against the enclave half's DNS server, {DNS_NAMES} allowed names")
+            for r in range(self.p["rounds"]):
+                self.sample("dnsperf", "dns", self.m_dns)
+        if want("egress"):
             if self.eg_ready:
                 self.eg_interleaved(f"egress: curl, {self.p['eg_mib']} MiB, one stream",
                                     self.m_eg_bulk)
@@ -1408,6 +1441,13 @@ http {{
         print(f"qproxy bench, {mode}: commit {m['commit']}, {m['nproc']} cores, "
               f"kernel {m['kernel']}, {m['date']}; medians of {p['rounds']} round(s)")
         print(self.text_table(head, rows))
+        dq, dc = self.median("dns_qps", "dns"), self.median("dns_cpu", "dns")
+        dns_line = None
+        if "dns_qps" in self.results:
+            dns_line = (f"DNS mode: dnsperf -c 4 -q 200 over UDP, {DNS_NAMES} allowed names: "
+                        f"{self.fmt(dq, 0)} queries/s, enclave half {self.fmt(dc, 3)} CPU s per "
+                        "100k queries")
+            print("\n" + dns_line)
         eh, er = self.egress_rows()
         if er:
             print("\negress, client in the enclave namespace -> server in the root namespace:")
@@ -1486,6 +1526,14 @@ http {{
                       f"{p['rounds']} round(s), interleaved; curl downloads "
                       f"{p['eg_mib']} MiB (a sparse file).\n")
             md.append(self.md_table(eh, er) + "\n")
+        if dns_line:
+            md.append("## The DNS mode's server\n")
+            md.append(f"{dns_line} (medians of {p['rounds']} run(s) of {p['dns_secs']} s). "
+                      "The enclave half of the egress pair runs with `dns = true` and "
+                      "`allow = [\"*.dns.bench:443\"]`; each name's first query gives it its "
+                      "127.100.x address and listener, the rest are answered from what the "
+                      "half holds. CPU: the enclave half's user+system time during the run, "
+                      "per 100,000 queries answered; dnsperf shares the cores.\n")
         if "host" in sc:
             md.append("## Scale: idle connections through qproxy\n")
             md.append(f"{sc['opened']:,} of {sc['n']:,} connections opened end to end (each "
@@ -1703,7 +1751,7 @@ def main():
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to this long for the machine to be idle")
     ap.add_argument("--only", default="", help="comma-separated: startup,scale,iperf,redis,ab,"
-                    "pgbench,egress (for working on the bench; the report then has gaps)")
+                    "pgbench,egress,dns (for working on the bench; the report then has gaps)")
     args = ap.parse_args()
     if not args.netns.startswith("qpbench-"):
         sys.exit("bench: the namespace name must start with qpbench-")

@@ -11,7 +11,8 @@
 # --quick (or QUICK=1) takes under a minute and writes bench/RESULTS-quick.md,
 # so that a regression check never overwrites the reference figures.
 # OUT=FILE writes elsewhere; BINARY_NOTE=TEXT says in it where BINARY comes from;
-# ONLY=scale,iperf,... runs only those parts (startup, scale, iperf, redis, ab, pgbench, egress);
+# ONLY=scale,iperf,... runs only those parts (startup, scale, iperf, redis, ab, pgbench, egress,
+# dns);
 # WAIT_QUIET=SECONDS first waits up to that long for the machine to be idle.
 # Needs root (network namespaces). See bench/README.md.
 set -euo pipefail
@@ -72,7 +73,7 @@ if [ -z "$rev" ] && [ ! -x "$binary" ]; then
 fi
 missing=()
 for tool in ip socat iperf3 redis-server redis-benchmark redis-cli nginx ab timeout setpriv \
-	/usr/bin/python3; do
+	dnsperf curl /usr/bin/python3; do
 	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # pgbench's server runs as postgres (it refuses root): the package makes the user.

@@ -40,6 +40,8 @@ all) packages=("${build_packages[@]}"
 	dnsutils
 	# real servers and clients for the end-to-end tests and benchmarks
 	redis-server nginx-light apache2-utils iperf3
+	# the egress DNS mode's benchmark
+	dnsperf
 	# the benchmarks' pgbench (with its own throwaway cluster: see bench/README.md)
 	postgresql
 	# the VM tests (static binary in an initramfs under QEMU, real AF_VSOCK), both CPUs
