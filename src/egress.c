@@ -20,8 +20,9 @@
 /* A name with no answer by then fails, whatever resolv.conf's timeouts. */
 #define RESOLVE_TIMEOUT_MS 10000
 #define ACCEPT_BATCH 64
-/* This host's own addresses, as many as are looked at. */
+/* This host's own addresses, as many as are looked at, and how long they are trusted. */
 #define OWN_MAX 64
+#define OWN_REFRESH_MS 1000
 
 const char *egress_dest_str(const char *host, uint16_t port, char *buf, size_t size)
 {
@@ -168,6 +169,9 @@ struct egress_server {
 	struct econn *conns;
 	struct egress_stats stats;
 	int64_t last_pause_log;
+	struct sockaddr_storage own[OWN_MAX]; /* this host's addresses, read at own_at */
+	size_t nown;
+	int64_t own_at;
 };
 
 static void econn_attempt(struct econn *c);
@@ -271,14 +275,21 @@ static void econn_established(struct econn *c)
 	log_info(c->id, "egress %s (%s): connected, allowed by %s", c->dest, c->addr, c->rule);
 }
 
-/* This host's own addresses, for the check that no name leads back to it. */
-static size_t own_addresses(struct sockaddr_storage *own, size_t max)
+/*
+ * This host's own addresses, for the check that no name leads back to it: read
+ * again at most once a second (a netlink dump per connection would cost more than
+ * the rest of its setup), so an address added just now is refused a second late.
+ */
+static size_t own_addresses(struct egress_server *s)
 {
+	struct sockaddr_storage *own = s->own;
 	struct ifaddrs *ifa, *i;
-	size_t n = 0;
+	size_t n = 0, max = OWN_MAX;
 
+	if (loop_now() - s->own_at < OWN_REFRESH_MS)
+		return s->nown;
 	if (getifaddrs(&ifa) != 0)
-		return 0;
+		return s->nown;
 	for (i = ifa; i && n < max; i = i->ifa_next) {
 		if (!i->ifa_addr ||
 		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
@@ -290,7 +301,8 @@ static size_t own_addresses(struct sockaddr_storage *own, size_t max)
 		n++;
 	}
 	freeifaddrs(ifa);
-	return n;
+	s->own_at = loop_now();
+	return s->nown = n;
 }
 
 /*
@@ -328,11 +340,10 @@ static bool econn_address_ok(struct econn *c, const struct sockaddr_storage *own
 /* From c->cur on, the next address the policy lets us use; false when none is left. */
 static bool econn_next_usable(struct econn *c)
 {
-	struct sockaddr_storage own[OWN_MAX];
-	size_t nown = own_addresses(own, OWN_MAX);
+	size_t nown = own_addresses(c->s);
 
 	for (; c->cur; c->cur = c->cur->ai_next)
-		if (econn_address_ok(c, own, nown))
+		if (econn_address_ok(c, c->s->own, nown))
 			return true;
 	return false;
 }
@@ -596,6 +607,7 @@ struct egress_server *egress_server_new(struct loop *l, const struct config *c,
 	s->opts = *o;
 	s->fd = -1;
 	s->last_pause_log = -10000;
+	s->own_at = INT64_MIN / 2; /* read at the first connection */
 	return s;
 }
 
