@@ -30,6 +30,7 @@ HOSTS = f"""127.0.0.1 localhost
 169.254.169.254 metadata.qproxy.test
 127.0.0.1 loop.qproxy.test
 192.0.2.1 self.qproxy.test
+192.0.2.3 blackhole.qproxy.test
 """
 
 SERVE = textwrap.dedent("""
@@ -92,6 +93,9 @@ def world(qp, certs, tmp_path):
         host_ns.ip("link", "set", "veth0", "up")
         world_ns.ip("addr", "add", f"{SERVER}/24", "dev", "veth1")
         world_ns.ip("link", "set", "veth1", "up")
+        # A neighbour nobody is: a SYN to it crosses the link and is dropped, unanswered.
+        host_ns.ip("neigh", "add", "192.0.2.3", "lladdr", "02:00:00:00:00:03", "dev", "veth0",
+                   "nud", "permanent")
         host_ns.set_hosts(HOSTS)
         script = tmp_path / "serve.py"
         script.write_text(SERVE)
@@ -115,9 +119,9 @@ def egress_config(qp, allow, deny=(), name=None, extra=""):
 
 
 def start(qp, world, host_allow, enclave_allow=None, host_deny=(), enclave_deny=(),
-          enclave_extra=""):
+          enclave_extra="", host_extra=""):
     host_ns, _ = world
-    hcfg = egress_config(qp, host_allow, host_deny, name="host.toml")
+    hcfg = egress_config(qp, host_allow, host_deny, name="host.toml", extra=host_extra)
     ecfg = egress_config(qp, enclave_allow or host_allow, enclave_deny, name="enclave.toml",
                          extra=enclave_extra)
     host = qp.host(hcfg, netns=host_ns)
@@ -266,6 +270,16 @@ def test_name_that_does_not_resolve_and_a_closed_port(qp, netns, world, certs):
     assert socks_reply(rc, err) == 4
     rc, _, _, err = curl(netns, certs, "-x", SOCKS, f"http://{API}:9999/")
     assert socks_reply(rc, err) == 5
+
+
+def test_a_silent_address_times_out(qp, netns, world, certs):
+    """connect_timeout on the host half: a blackholed address is a timeout, 504 / SOCKS5 4."""
+    start(qp, world, ["blackhole.qproxy.test:80"], host_extra="connect_timeout = 1\n")
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, "http://blackhole.qproxy.test/")
+    assert (code, body) == ("504", "host half: timeout: connect 192.0.2.3:80: Connection "
+                                   "timed out")
+    rc, _, _, err = curl(netns, certs, "-x", SOCKS, "http://blackhole.qproxy.test/")
+    assert socks_reply(rc, err) == 4
 
 
 def test_garbage_to_the_proxy_and_the_egress_port(qp, netns, world, certs):
