@@ -93,7 +93,7 @@ def test_enclave_image_runs_the_example_start_script():
     assert "/root/qproxy enclave --config=/root/config_qproxy.toml &" in start
     assert "/root/config_qproxy.toml" in dests and "/root/app.sh" in dests
     for script in ("examples/quickstart/start.sh", "examples/quickstart/app.sh",
-                   "examples/outbound/start.sh"):
+                   "examples/outbound/start.sh", "examples/egress/start.sh"):
         assert os.access(REPO / script, os.X_OK), f"{script} is not executable"
 
 
