@@ -1047,18 +1047,70 @@ static void check_link_limits(struct parser *p)
  * resolv_conf points the enclave's resolver at the DNS server: without dns =
  * true nothing would answer there, and every lookup in the enclave would fail.
  */
-static void check_egress(struct parser *p)
+/*
+ * Is 127.0.0.1:port in the enclave already someone's: an inbound rule's
+ * application, and unless inbound_only an outbound rule's listener there or the
+ * proxy? The first such key's line in *line and its name in *what.
+ */
+static bool enclave_port_taken(struct parser *p, uint32_t port, bool inbound_only, int *line,
+			       const char **what)
 {
-	int rc = find_key(T_EGRESS, "resolv_conf"), dns = find_key(T_EGRESS, "dns");
+	const int k[] = {find_key(T_INBOUND, "enclave_port"),
+			 inbound_only ? -1 : find_key(T_OUTBOUND, "tcp_port"),
+			 inbound_only ? -1 : find_key(T_EGRESS, "proxy_port")};
+	uint32_t at;
 
 	for (size_t i = 0; i < p->ntables; i++) {
 		const struct table *t = &p->tables[i];
+		for (size_t j = 0; j < sizeof(k) / sizeof(k[0]); j++) {
+			if (k[j] < 0 || keys[k[j]].kind != t->kind || !(t->valid & 1u << k[j]) ||
+			    port_value(p, t, (size_t)k[j]) != port || !enclave_address(p, t, &at) ||
+			    at != INADDR_LOOPBACK)
+				continue;
+			*line = t->key_line[k[j]];
+			*what = keys[k[j]].name;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * resolv_conf points the enclave's resolver at the DNS server: without dns =
+ * true nothing would answer there, and every lookup in the enclave would fail.
+ * The proxy and the DNS server listen on 127.0.0.1 in the enclave, where no
+ * application may (outbound rules were checked against proxy_port with the
+ * other ports that clash).
+ */
+static void check_egress(struct parser *p)
+{
+	int rc = find_key(T_EGRESS, "resolv_conf"), dns = find_key(T_EGRESS, "dns");
+	int proxy = find_key(T_EGRESS, "proxy_port");
+	const char *what;
+	int line;
+
+	for (size_t i = 0; i < p->ntables; i++) {
+		const struct table *t = &p->tables[i];
+		if (t->kind != T_EGRESS)
+			continue;
 		/* A bad dns value has been reported: one error for it is enough. */
 		bool dns_bad = t->key_line[dns] && !(t->valid & 1u << dns);
-		if (t->kind == T_EGRESS && (t->valid & 1u << rc) && !dns_bad && !p->c->egress_dns)
+		if ((t->valid & 1u << rc) && !dns_bad && !p->c->egress_dns)
 			error_at(p, t->key_line[rc],
 				 "resolv_conf points the resolver at qproxy's DNS server: it needs "
 				 "dns = true");
+		if ((t->valid & 1u << dns) && p->c->egress_dns &&
+		    enclave_port_taken(p, 53, false, &line, &what))
+			error_at(p, t->key_line[dns],
+				 "dns = true listens on 127.0.0.1:53, where the %s at line %d is",
+				 what, line);
+		uint32_t port = p->c->egress_proxy_port;
+		if ((t->valid & 1u << proxy) && enclave_port_taken(p, port, true, &line, &what))
+			error_at(
+			    p, t->key_line[proxy],
+			    "proxy_port %" PRIu32 " is the enclave_port at line %d: the proxy "
+			    "and that rule's application cannot both listen on 127.0.0.1:%" PRIu32,
+			    port, line, port);
 	}
 }
 
