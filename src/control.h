@@ -35,13 +35,20 @@ void control_free(struct control *ctl);
 /* Host: is the enclave half linked (its HELLO received)? *version: its version then. */
 bool control_linked(const struct control *ctl, const char **version);
 
+/* Host: how many links the enclave half has established, the first and each one since. */
+unsigned long control_links(const struct control *ctl);
+
 /*
  * Host: ask the enclave half for its counters. done(arg, stats, n) is called once, when
- * they arrive, or with stats NULL when the link goes down first; a later question
- * replaces an unanswered one, which is then never answered. -1 when the enclave half is
- * not linked or the question cannot be sent.
+ * they arrive, or with stats NULL when the link goes down first. Several may wait at
+ * once (the status server, scrapes), each answered by the first reply to its question or
+ * a later one; an unanswered question a moment old is joined, not asked again. Nothing
+ * waits for ever: the caller keeps its own deadline and cancels. -1 when the enclave half
+ * is not linked, the question cannot be sent, or too many wait already.
  */
 typedef void control_stats_fn(void *arg, const struct msg_stat *stats, size_t n);
 int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg);
+/* Forget every question arg waits on: its done will not be called. */
+void control_cancel_stats(struct control *ctl, void *arg);
 
 #endif

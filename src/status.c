@@ -119,6 +119,7 @@ static void on_deadline(struct loop *l, struct loop_timer *t)
 
 	(void)l;
 	s->asking = false;
+	control_cancel_stats(s->ctl, s);
 	answer(s, NULL, 0);
 }
 
@@ -243,6 +244,7 @@ void status_free(struct status_server *s)
 	if (!s)
 		return;
 	loop_timer_stop(s->loop, &s->deadline);
+	control_cancel_stats(s->ctl, s);
 	if (s->fd >= 0) {
 		loop_del(s->loop, s->fd);
 		close(s->fd);
