@@ -15,9 +15,27 @@ struct proxy_opts {
 	int family;        /* host, outbound names: AF_UNSPEC, AF_INET or AF_INET6 */
 };
 
+/*
+ * Why a connection failed: its far side could not be reached or refused what was
+ * sent first (CONNECT), its name did not resolve, its client's PROXY header was bad
+ * or missing (HEADER), it ended on an error other than the client leaving (RELAY),
+ * or this half ran out of something (INTERNAL: memory, fds for its timers).
+ */
+enum proxy_fail {
+	PROXY_FAIL_CONNECT,
+	PROXY_FAIL_RESOLVE,
+	PROXY_FAIL_HEADER,
+	PROXY_FAIL_RELAY,
+	PROXY_FAIL_INTERNAL,
+	PROXY_FAILS
+};
+/* "connect", "resolve", "proxy_header", "relay", "internal" */
+extern const char *const proxy_fail_names[PROXY_FAILS];
+
 /* Counters of one rule in this half. */
 struct proxy_stats {
-	unsigned long open, total, failed;
+	unsigned long open, total, failed; /* failed: the sum of failed_by */
+	unsigned long failed_by[PROXY_FAILS];
 	unsigned long refused; /* by max_connections */
 	uint64_t bytes_up, bytes_down; /* up: towards the server of the rule */
 };
