@@ -41,7 +41,7 @@
 #define VSOCK_PORT_MAX 0xfffffffeu /* 0xffffffff is VMADDR_PORT_ANY */
 #define LEVEL_NAMES "off, error, warn, info, debug, trace"
 
-enum kind { T_INBOUND, T_OUTBOUND, T_ENCLAVE, T_LOG, T_IGNORED };
+enum kind { T_INBOUND, T_OUTBOUND, T_ENCLAVE, T_HOST, T_LOG, T_IGNORED };
 
 static const struct {
 	const char *name;
@@ -50,6 +50,7 @@ static const struct {
     [T_INBOUND] = {"inbound_connections", true},
     [T_OUTBOUND] = {"outbound_connections", true},
     [T_ENCLAVE] = {"enclave", false},
+    [T_HOST] = {"host", false},
     [T_LOG] = {"log_location", false},
 };
 
@@ -59,9 +60,21 @@ static const struct {
  * default. V_PATH: a string holding an absolute path. V_NUMBER: an integer in
  * 1..number_max(), a uint32_t printed only when set (0 stands for not set).
  * V_PP: "v1" or "v2", an enum pp_version in a uint8_t, printed only when set.
- * V_BOOL: true or false, unquoted, printed only when true.
+ * V_BOOL: true or false, unquoted, printed only when true. V_LISTEN: a string
+ * "IPv4:PORT" or "[IPv6]:PORT" (net_parse_ip_port()), kept as written.
  */
-enum type { V_TCP_PORT, V_VSOCK_PORT, V_STRING, V_LOG_LEVEL, V_ADDRESS, V_PATH, V_NUMBER, V_PP, V_BOOL };
+enum type {
+	V_TCP_PORT,
+	V_VSOCK_PORT,
+	V_STRING,
+	V_LOG_LEVEL,
+	V_ADDRESS,
+	V_PATH,
+	V_NUMBER,
+	V_PP,
+	V_BOOL,
+	V_LISTEN
+};
 
 /*
  * Ports that two rules must not share: vsock ports, and TCP ports the halves
@@ -107,6 +120,8 @@ static const struct key keys[] = {
     {T_OUTBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
     {T_OUTBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
     {T_ENCLAVE, "hosts_file", V_PATH, false, SP_NONE, CONF(hosts_file)},
+    /* The host half's Prometheus endpoint; --metrics overrides it. */
+    {T_HOST, "metrics", V_LISTEN, false, SP_NONE, CONF(metrics)},
     {T_LOG, "host_log", V_STRING, false, SP_NONE, CONF(host_log)},
     {T_LOG, "enclave_log", V_STRING, false, SP_NONE, CONF(enclave_log)},
     {T_LOG, "log_level", V_LOG_LEVEL, false, SP_NONE, CONF(log_level)},
@@ -212,6 +227,7 @@ static const char *table_title(enum kind kind)
 	    [T_INBOUND] = "[[inbound_connections]]",
 	    [T_OUTBOUND] = "[[outbound_connections]]",
 	    [T_ENCLAVE] = "[enclave]",
+	    [T_HOST] = "[host]",
 	    [T_LOG] = "[log_location]",
 	};
 	return titles[kind];
@@ -576,6 +592,12 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 					k->name, v);
 		*(uint32_t *)dst = h;
 		return true;
+	}
+	if (k->type == V_LISTEN) {
+		struct sockaddr_storage ss;
+		char why[NET_ERR_LEN];
+		if (net_parse_ip_port(s, &ss, why, sizeof(why)) == 0)
+			return error_at(p, p->line, "%s: %s", k->name, why);
 	}
 	if (k->type == V_PATH && s[0] != '/')
 		return error_at(p, p->line, "%s %s must be an absolute path", k->name, v);
@@ -964,6 +986,7 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 			break;
 		case V_STRING:
 		case V_PATH:
+		case V_LISTEN:
 			if (*f) {
 				fprintf(out, "%s = ", key->name);
 				print_string(out, f);
@@ -993,8 +1016,9 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 }
 
 /*
- * Rules, then [enclave], then [log_location]: the guide's files end with their
- * logs. [enclave] holds only hosts_file, so it is printed only when that is set.
+ * Rules, then [enclave], [host], then [log_location]: the guide's files end with their
+ * logs. [enclave] holds only hosts_file and [host] only metrics, so each is printed
+ * only when that is set.
  */
 void config_print(const struct config *c, FILE *out)
 {
@@ -1025,8 +1049,13 @@ void config_print(const struct config *c, FILE *out)
 			fputc('\n', out);
 		print_table(out, T_ENCLAVE, (const char *)c);
 	}
-	if (c->has_log_location) {
+	if (c->metrics[0]) {
 		if (c->nrules > 0 || c->hosts_file[0])
+			fputc('\n', out);
+		print_table(out, T_HOST, (const char *)c);
+	}
+	if (c->has_log_location) {
+		if (c->nrules > 0 || c->hosts_file[0] || c->metrics[0])
 			fputc('\n', out);
 		print_table(out, T_LOG, (const char *)c);
 	}
