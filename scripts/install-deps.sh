@@ -36,6 +36,8 @@ all) packages=("${build_packages[@]}"
 	build-essential libcmocka-dev libcbor-dev clang
 	# tests: unit, config golden, end-to-end
 	python3-pytest socat curl netcat-openbsd iproute2 openssl procps valgrind
+	# promtool, which checks the metrics endpoint's live page in the end-to-end tests
+	prometheus
 	# real servers and clients for the end-to-end tests and benchmarks
 	redis-server nginx-light apache2-utils iperf3
 	# the benchmarks' pgbench (with its own throwaway cluster: see bench/README.md)

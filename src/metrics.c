@@ -179,8 +179,8 @@ int metrics_parse_request(const char *buf, size_t len, bool *head)
 		return 400;
 	/* The head ends at an empty line; every line between is a header. */
 	size_t start = (size_t)(nl - buf) + 1, end = start;
-	while (end < len && buf[end] != '\n' && !(buf[end] == '\r' && end + 1 < len &&
-						 buf[end + 1] == '\n')) {
+	while (end < len && buf[end] != '\n' &&
+	       !(buf[end] == '\r' && end + 1 < len && buf[end + 1] == '\n')) {
 		const char *next = memchr(buf + end, '\n', len - end);
 		if (!next)
 			return more;
@@ -286,7 +286,8 @@ static void response(struct metrics_buf *b, int status, const char *type, const 
 	metrics_printf(b,
 		       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
 		       "Connection: close\r\n\r\n",
-		       status, reason(status), type, n, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+		       status, reason(status), type, n,
+		       status == 405 ? "Allow: GET, HEAD\r\n" : "");
 	if (!head)
 		buf_add(b, body, n);
 }
@@ -442,6 +443,12 @@ static void refuse(struct metrics *m, int fd)
 	if (!b.nomem && send(fd, b.p, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		log_debug(0, "metrics: refusing a client: %s", strerror(errno));
 	free(b.p);
+	/* What it has sent already, unread, would make the close a reset that may beat the answer.
+	 */
+	shutdown(fd, SHUT_WR);
+	char sink[512];
+	for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+		;
 	close(fd);
 }
 
@@ -504,15 +511,15 @@ struct figures {
 static const struct rule_family {
 	const char *name, *help;
 	enum metrics_type type;
-	size_t offset; /* of the uint64_t in struct msg_stat */
+	size_t offset;		   /* of the uint64_t in struct msg_stat */
 	const char *label, *value; /* one more label, or NULL */
 	bool limited;
 } rule_families[] = {
     {"qproxy_connections_opened_total",
      "Connections accepted by the rule's listener (not those refused by max_connections)",
      METRICS_COUNTER, STAT(total), NULL, NULL, false},
-    {"qproxy_connections_open", "Connections of the rule open now", METRICS_GAUGE, STAT(open),
-     NULL, NULL, false},
+    {"qproxy_connections_open", "Connections of the rule open now", METRICS_GAUGE, STAT(open), NULL,
+     NULL, false},
     {"qproxy_connections_refused_total",
      "Clients closed at once because the rule had max_connections open", METRICS_COUNTER,
      STAT(refused), NULL, NULL, false},
@@ -608,8 +615,7 @@ static void write_rules(struct metrics *m, struct metrics_buf *b, const struct m
 			for (size_t h = 0; h < nfg[i]; h++)
 				rule_sample(b, rf, &fg[2 * i + h]);
 	}
-	metrics_family(b, "qproxy_connections_failed_total",
-		       METRICS_COUNTER,
+	metrics_family(b, "qproxy_connections_failed_total", METRICS_COUNTER,
 		       "Connections that failed, by cause: connect, resolve, proxy_header, relay, "
 		       "internal; the enclave half's as cause unknown");
 	for (size_t i = 0; i < nrules; i++)
@@ -625,7 +631,8 @@ void metrics_write(struct metrics *m, struct metrics_buf *b, const struct msg_st
 	const char *version;
 	bool linked = control_linked(m->ctl, &version);
 
-	metrics_family(b, "qproxy_info", METRICS_GAUGE, "This qproxy host half: 1, with its version");
+	metrics_family(b, "qproxy_info", METRICS_GAUGE,
+		       "This qproxy host half: 1, with its version");
 	metrics_sample(b, "qproxy_info", 1, "version", QPROXY_VERSION, NULL);
 	metrics_family(b, "qproxy_enclave_link_up", METRICS_GAUGE,
 		       "1 while the enclave half is linked over the control channel");

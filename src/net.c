@@ -306,8 +306,8 @@ socklen_t net_parse_ip_port(const char *s, struct sockaddr_storage *ss, char *er
 	socklen_t len = net_ip_literal(ip, (uint16_t)port, ss);
 	/* An IPv6 address goes in brackets, so that its own colons cannot be read as the port's. */
 	if (len == 0 || (ss->ss_family == AF_INET6) != bracket) {
-		snprintf(err, errlen, "%s: %s is not an IPv4 address or an IPv6 address in brackets",
-			 s, ip);
+		snprintf(err, errlen,
+			 "%s: %s is not an IPv4 address or an IPv6 address in brackets", s, ip);
 		return 0;
 	}
 	return len;
