@@ -291,3 +291,12 @@ def test_bad_metrics_addresses_are_refused_clearly(qp):
     r = harness.run([qp.binary, "enclave", f"--config={cfg}", "--metrics", "127.0.0.1:9464"])
     assert r.returncode == 2
     assert "--metrics is the host half's" in r.stderr
+
+
+def test_example_alert_rules_are_valid():
+    # The README's alerts, as a rules file a user loads: Prometheus' own checker takes it.
+    rules = harness.REPO / "examples" / "metrics" / "qproxy-alerts.yml"
+    r = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS: 6 rules found" in r.stdout
