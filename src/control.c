@@ -277,17 +277,7 @@ static void send_stats(struct control *ctl, uint64_t seq)
 
 	if (!st)
 		return;
-	for (size_t i = 0; i < n; i++) {
-		const struct proxy_stats *s = proxy_stats(ctl->px, i);
-		st[i] = (struct msg_stat){ctl->cfg->rules[i].vsock_port,
-					  s->open,
-					  s->total,
-					  s->failed,
-					  s->bytes_up,
-					  s->bytes_down,
-					  s->refused,
-					  ctl->cfg->rules[i].max_connections};
-	}
+	proxy_stats_msg(ctl->px, st);
 	if (ctl->link)
 		link_send(ctl->link, &m);
 	free(st);

@@ -526,8 +526,8 @@ static const struct rule_family {
     {"qproxy_connections_max", "The half's max_connections for the rule (only when set)",
      METRICS_GAUGE, STAT(limit), NULL, NULL, true},
     {"qproxy_bytes_total",
-     "Bytes relayed by the rule's closed connections: up towards its server, down towards "
-     "its client",
+     "Bytes relayed by the rule's connections, open ones included: up towards its server, "
+     "down towards its client",
      METRICS_COUNTER, STAT(bytes_up), "direction", "up", false},
     {"qproxy_bytes_total", NULL, METRICS_COUNTER, STAT(bytes_down), "direction", "down", false},
 };
@@ -561,23 +561,20 @@ static void failed_samples(struct metrics_buf *b, const struct figures *fg)
 			       fg->vsock_port, "half", fg->half, "cause", "unknown", NULL);
 }
 
-/* Host rule i's figures in fg[0], the enclave's for it (matched by vsock_port) in fg[1]. */
-static size_t rule_figures(struct metrics *m, size_t i, const struct msg_stat *estats,
-			   size_t nestats, struct figures fg[2])
+/*
+ * Host rule i's figures (host: this half's, from proxy_stats_msg()) in fg[0], the
+ * enclave's for it (matched by vsock_port) in fg[1].
+ */
+static size_t rule_figures(struct metrics *m, size_t i, const struct msg_stat *host,
+			   const struct msg_stat *estats, size_t nestats, struct figures fg[2])
 {
 	const struct rule *r = &m->cfg->rules[i];
-	const struct proxy_stats *p = proxy_stats(m->px, i);
 	size_t n = 1;
 
-	fg[0] = (struct figures){.rule = r, .half = "host", .failed_by = p->failed_by};
-	fg[0].st.vsock_port = r->vsock_port;
-	fg[0].st.open = p->open;
-	fg[0].st.total = p->total;
-	fg[0].st.failed = p->failed;
-	fg[0].st.refused = p->refused;
-	fg[0].st.bytes_up = p->bytes_up;
-	fg[0].st.bytes_down = p->bytes_down;
-	fg[0].st.limit = r->max_connections;
+	fg[0] = (struct figures){.rule = r,
+				 .half = "host",
+				 .st = *host,
+				 .failed_by = proxy_stats(m->px, i)->failed_by};
 	for (size_t j = 0; estats && j < nestats; j++) {
 		if (estats[j].vsock_port != r->vsock_port)
 			continue;
@@ -598,15 +595,19 @@ static void write_rules(struct metrics *m, struct metrics_buf *b, const struct m
 	size_t nrules = m->cfg->nrules;
 	struct figures *fg = calloc(nrules ? 2 * nrules : 1, sizeof(*fg));
 	size_t *nfg = calloc(nrules ? nrules : 1, sizeof(*nfg));
+	struct msg_stat *host = calloc(nrules ? nrules : 1, sizeof(*host));
 
-	if (!fg || !nfg) {
+	if (!fg || !nfg || !host) {
 		b->nomem = true;
 		free(fg);
 		free(nfg);
+		free(host);
 		return;
 	}
+	proxy_stats_msg(m->px, host);
 	for (size_t i = 0; i < nrules; i++)
-		nfg[i] = rule_figures(m, i, estats, nestats, &fg[2 * i]);
+		nfg[i] = rule_figures(m, i, &host[i], estats, nestats, &fg[2 * i]);
+	free(host);
 	for (size_t f = 0; f < sizeof(rule_families) / sizeof(rule_families[0]); f++) {
 		const struct rule_family *rf = &rule_families[f];
 		if (rf->help)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "message.h"
 #include "net.h"
 #include "proxyproto.h"
 #include "relay.h"
@@ -793,4 +794,29 @@ size_t proxy_rules(const struct proxy *px)
 const struct proxy_stats *proxy_stats(const struct proxy *px, size_t i)
 {
 	return &px->ln[i].stats;
+}
+
+void proxy_stats_msg(const struct proxy *px, struct msg_stat *out)
+{
+	for (size_t i = 0; i < px->n; i++) {
+		const struct listener *ln = &px->ln[i];
+		out[i] = (struct msg_stat){
+		    .vsock_port = ln->rule->vsock_port,
+		    .open = ln->stats.open,
+		    .total = ln->stats.total,
+		    .failed = ln->stats.failed,
+		    .bytes_up = ln->stats.bytes_up,
+		    .bytes_down = ln->stats.bytes_down,
+		    .refused = ln->stats.refused,
+		    .limit = ln->rule->max_connections,
+		};
+	}
+	/* At its close a connection adds these same figures to its rule's: no step back. */
+	for (const struct conn *c = px->conns; c; c = c->next) {
+		if (c->state != CONN_RELAYING)
+			continue;
+		struct msg_stat *st = &out[c->ln - px->ln];
+		st->bytes_up += c->relay.up.bytes + c->early;
+		st->bytes_down += c->relay.down.bytes;
+	}
 }

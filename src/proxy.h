@@ -54,6 +54,15 @@ void proxy_close(struct proxy *px);
 void proxy_free(struct proxy *px);
 
 size_t proxy_rules(const struct proxy *px);
+/* Rule i's counters as they stand: bytes of connections that have closed. */
 const struct proxy_stats *proxy_stats(const struct proxy *px, size_t i);
+/*
+ * Every rule's counters as the control link, status and metrics carry them, one per
+ * rule in out: with the rule's vsock_port and max_connections, and the bytes of open
+ * connections too, so that they grow as bytes flow rather than at each close. One pass
+ * over the open connections.
+ */
+struct msg_stat;
+void proxy_stats_msg(const struct proxy *px, struct msg_stat *out);
 
 #endif

@@ -68,12 +68,9 @@ static void answer(struct status_server *s, const struct msg_stat *estats, size_
 	m.stats = calloc(c->nrules ? c->nrules : 1, sizeof(*m.stats));
 	m.peer_stats = calloc(c->nrules ? c->nrules : 1, sizeof(*m.peer_stats));
 	if (buf && m.stats && m.peer_stats) {
+		proxy_stats_msg(s->px, m.stats);
 		for (size_t i = 0; i < c->nrules; i++) {
-			const struct proxy_stats *p = proxy_stats(s->px, i);
 			uint32_t port = c->rules[i].vsock_port;
-			m.stats[i] = (struct msg_stat){
-			    port,	 p->open,	p->total,   p->failed,
-			    p->bytes_up, p->bytes_down, p->refused, c->rules[i].max_connections};
 			m.peer_stats[i] = (struct msg_stat){.vsock_port = port};
 			for (size_t j = 0; j < nestats; j++)
 				if (estats[j].vsock_port == port)

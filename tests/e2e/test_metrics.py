@@ -142,6 +142,32 @@ def test_scrape_matches_the_traffic_in_both_halves(qp):
     assert {n for n, _ in s} <= {n for n, _ in families}
 
 
+def test_bytes_of_an_open_connection_count_as_they_flow(qp):
+    hp, mport, _, _, _ = linked(qp)
+    rule = f"inbound {hp}"
+    with socket.create_connection(("127.0.0.1", hp), timeout=10) as c:
+        c.sendall(b"o" * 5000)
+        assert harness.recv_exactly(c, 5000) == b"o" * 5000
+        # Still open: both halves count its bytes already, each way.
+        def counted():
+            s = samples(scrape(mport)[2])
+            return s if all(
+                rule_value(s, "qproxy_bytes_total", rule, half, direction=d) == 5000
+                for half in ("host", "enclave") for d in ("up", "down")) else None
+        s = wait_until(counted, 10, "5000 bytes each way while the connection is open")
+        assert rule_value(s, "qproxy_connections_open", rule, "host") == 1
+        assert rule_value(s, "qproxy_connections_open", rule, "enclave") == 1
+        c.sendall(b"p" * 100)
+        assert harness.recv_exactly(c, 100) == b"p" * 100
+    # Closed: the same bytes, moved from the connection to the rule, counted once.
+    wait_until(lambda: all(rule_value(samples(scrape(mport)[2]), "qproxy_bytes_total", rule, half,
+                                      direction=d) == 5100
+                           for half in ("host", "enclave") for d in ("up", "down")), 10,
+               "5100 bytes each way once closed")
+    s = samples(scrape(mport)[2])
+    assert rule_value(s, "qproxy_connections_open", rule, "host") == 0
+
+
 def test_answers_other_paths_methods_and_garbage_then_closes(qp):
     _, mport, _, _, _ = linked(qp)
     st, headers, body = scrape(mport)
