@@ -25,8 +25,6 @@
 #define OUT_CAP (4 * (4 + MSG_MAX))
 /* Host: new connections that may each be the enclave half, until their HELLO says so. */
 #define CANDIDATES 4
-/* Who may wait at once for the enclave's counters: the status server and a few scrapes. */
-#define STATS_WAITERS 16
 /* An unanswered question younger than this is joined; an older one may be lost: ask anew. */
 #define STATS_JOIN_MS 500
 /* Log lines the enclave keeps while the link is down: 128 x 512 bytes. */
@@ -88,7 +86,7 @@ struct control {
 	 * host: who waits for the enclave's counters, each with the seq of its question;
 	 * a reply answers every waiter whose question is not newer. The last question sent.
 	 */
-	struct stats_waiter waiters[STATS_WAITERS];
+	struct stats_waiter waiters[CONTROL_STATS_WAITERS];
 	size_t nwaiters;
 	uint64_t stats_seq;
 	int64_t stats_asked;
@@ -250,7 +248,7 @@ static void on_hello(struct control *ctl, const struct msg *m)
  */
 static void stats_done(struct control *ctl, uint64_t seq, const struct msg_stat *stats, size_t n)
 {
-	struct stats_waiter done[STATS_WAITERS];
+	struct stats_waiter done[CONTROL_STATS_WAITERS];
 	size_t ndone = 0, keep = 0;
 
 	for (size_t i = 0; i < ctl->nwaiters; i++) {
@@ -735,7 +733,7 @@ int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg)
 {
 	int64_t now = loop_now();
 
-	if (!ctl->host || !ctl->link || !ctl->link->hello || ctl->nwaiters == STATS_WAITERS)
+	if (!ctl->host || !ctl->link || !ctl->link->hello || ctl->nwaiters == CONTROL_STATS_WAITERS)
 		return -1;
 	/* A question in flight, asked a moment ago: its answer will do for this one too. */
 	bool join = false;

@@ -47,6 +47,8 @@ unsigned long control_links(const struct control *ctl);
  * is not linked, the question cannot be sent, or too many wait already.
  */
 typedef void control_stats_fn(void *arg, const struct msg_stat *stats, size_t n);
+/* Who may wait at once: the status server and every scrape the metrics endpoint takes. */
+#define CONTROL_STATS_WAITERS 32
 int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg);
 /* Forget every question arg waits on: its done will not be called. */
 void control_cancel_stats(struct control *ctl, void *arg);

@@ -18,6 +18,9 @@
 #include "version.h"
 
 #define ACCEPT_BATCH 16
+
+_Static_assert(METRICS_CLIENTS < CONTROL_STATS_WAITERS,
+	       "every scrape may wait for the enclave's counters, and the status server too");
 #define SOURCES 8
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -571,10 +574,8 @@ static size_t rule_figures(struct metrics *m, size_t i, const struct msg_stat *h
 	const struct rule *r = &m->cfg->rules[i];
 	size_t n = 1;
 
-	fg[0] = (struct figures){.rule = r,
-				 .half = "host",
-				 .st = *host,
-				 .failed_by = proxy_stats(m->px, i)->failed_by};
+	fg[0] = (struct figures){
+	    .rule = r, .half = "host", .st = *host, .failed_by = proxy_stats(m->px, i)->failed_by};
 	for (size_t j = 0; estats && j < nestats; j++) {
 		if (estats[j].vsock_port != r->vsock_port)
 			continue;

@@ -467,22 +467,23 @@ static void count_answer(void *arg, const struct msg_stat *stats, size_t n)
 	(*(int *)arg)++;
 }
 
-/* At most 16 wait; each is answered once; one that cancels is not. */
+/* At most CONTROL_STATS_WAITERS wait; each is answered once; one that cancels is not. */
 static void control_waiters_are_bounded(void **state)
 {
 	struct rig *g = *state;
-	int answered[17] = {0};
+	enum { N = CONTROL_STATS_WAITERS };
+	int answered[N + 1] = {0};
 
 	g->answer = true;
 	enclave_links(g);
-	for (size_t i = 0; i < 16; i++)
+	for (size_t i = 0; i < N; i++)
 		assert_int_equal(control_ask_stats(g->h.ctl, count_answer, &answered[i]), 0);
-	assert_int_equal(control_ask_stats(g->h.ctl, count_answer, &answered[16]), -1);
+	assert_int_equal(control_ask_stats(g->h.ctl, count_answer, &answered[N]), -1);
 	control_cancel_stats(g->h.ctl, &answered[3]);
-	assert_int_equal(control_ask_stats(g->h.ctl, count_answer, &answered[16]), 0);
-	for (int64_t end = loop_now() + RIG_WAIT_MS; answered[16] == 0 && loop_now() < end;)
+	assert_int_equal(control_ask_stats(g->h.ctl, count_answer, &answered[N]), 0);
+	for (int64_t end = loop_now() + RIG_WAIT_MS; answered[N] == 0 && loop_now() < end;)
 		step(g);
-	for (size_t i = 0; i < 17; i++)
+	for (size_t i = 0; i <= N; i++)
 		assert_int_equal(answered[i], i == 3 ? 0 : 1);
 	assert_int_equal(g->questions, 1);
 }
