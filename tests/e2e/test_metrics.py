@@ -211,6 +211,21 @@ def test_a_slow_client_holds_neither_scrapes_nor_forwarding(qp):
     assert host.alive()
 
 
+def test_clients_that_never_read_nor_close_are_dropped(qp):
+    _, mport, _, host, _ = linked(qp)
+    base = host.nfds()
+    # Whole requests, then silence: the answer waits in the socket, unread, and the
+    # server waits for a close that never comes; its deadline ends the wait.
+    mute = [socket.create_connection(("127.0.0.1", mport), timeout=10) for _ in range(3)]
+    for s in mute:
+        s.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    wait_until(lambda: host.nfds() == base + 3, 10, "the three clients held")
+    wait_until(lambda: host.nfds() == base, 30, "the three clients dropped at their deadline")
+    for s in mute:
+        s.close()
+    assert scrape(mport)[0] == 200
+
+
 def test_many_clients_at_once_are_bounded(qp):
     hp, mport, _, host, _ = linked(qp)
     idle = [socket.create_connection(("127.0.0.1", mport), timeout=10)
