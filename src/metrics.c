@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -229,6 +232,7 @@ struct metrics {
 	struct client *clients;
 	size_t nclients;
 	uint64_t scrapes, refused;
+	int64_t started; /* CLOCK_REALTIME seconds when the half set up its endpoint */
 	struct {
 		metrics_write_fn *write;
 		void *arg;
@@ -627,6 +631,57 @@ static void write_rules(struct metrics *m, struct metrics_buf *b, const struct m
 	free(nfg);
 }
 
+/* Open fds: entries of /proc/self/fd but "." and "..", and the one reading it. */
+static uint64_t open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	uint64_t n = 0;
+
+	if (!d)
+		return 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n > 0 ? n - 1 : 0;
+}
+
+/* The process families under the names Prometheus' own client libraries use. */
+static void write_process(struct metrics *m, struct metrics_buf *b)
+{
+	struct rusage ru;
+	struct rlimit rl;
+	long pages = 0, page = sysconf(_SC_PAGESIZE);
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f) {
+		if (fscanf(f, "%*s %ld", &pages) != 1)
+			pages = 0;
+		fclose(f);
+	}
+	metrics_family(b, "process_open_fds", METRICS_GAUGE, "Open file descriptors");
+	metrics_sample(b, "process_open_fds", open_fds(), NULL);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		metrics_family(b, "process_max_fds", METRICS_GAUGE,
+			       "The limit on open file descriptors");
+		metrics_sample(b, "process_max_fds", (uint64_t)rl.rlim_cur, NULL);
+	}
+	metrics_family(b, "process_resident_memory_bytes", METRICS_GAUGE,
+		       "Resident memory, in bytes");
+	metrics_sample(b, "process_resident_memory_bytes",
+		       (uint64_t)(pages > 0 ? pages : 0) * (uint64_t)(page > 0 ? page : 0), NULL);
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		/* Whole seconds: the writer's values are integers, and a counter may move by one.
+		 */
+		uint64_t s = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec);
+		metrics_family(b, "process_cpu_seconds_total", METRICS_COUNTER,
+			       "CPU time used, user and system, in whole seconds");
+		metrics_sample(b, "process_cpu_seconds_total", s, NULL);
+	}
+	metrics_family(b, "process_start_time_seconds", METRICS_GAUGE,
+		       "When the half started, in seconds since the Unix epoch");
+	metrics_sample(b, "process_start_time_seconds", (uint64_t)m->started, NULL);
+}
+
 void metrics_write(struct metrics *m, struct metrics_buf *b, const struct msg_stat *estats,
 		   size_t nestats)
 {
@@ -658,6 +713,7 @@ void metrics_write(struct metrics *m, struct metrics_buf *b, const struct msg_st
 	metrics_family(b, "qproxy_metrics_refused_total", METRICS_COUNTER,
 		       "Clients of this endpoint refused: too many at once");
 	metrics_sample(b, "qproxy_metrics_refused_total", m->refused, NULL);
+	write_process(m, b);
 	for (size_t i = 0; i < m->nsources; i++)
 		m->sources[i].write(m->sources[i].arg, b);
 }
@@ -674,6 +730,7 @@ struct metrics *metrics_new(struct loop *l, const struct config *c, struct proxy
 	m->px = px;
 	m->ctl = ctl;
 	m->fd = -1;
+	m->started = (int64_t)time(NULL);
 	return m;
 }
 

@@ -6,6 +6,7 @@ the endpoint nor forwarding; the enclave link's state; addresses refused clearly
 import re
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -103,6 +104,7 @@ def linked(qp):
 
 
 def test_scrape_matches_the_traffic_in_both_halves(qp):
+    before = int(time.time())
     hp, mport, _, host, _ = linked(qp)
     rule = f"inbound {hp}"
     for n in (1000, 2345, 7):
@@ -132,6 +134,12 @@ def test_scrape_matches_the_traffic_in_both_halves(qp):
     version = harness.run([qp.binary, "--version"]).stdout.split()[1]
     assert s[("qproxy_enclave_info", (("version", version),))] == 1
     assert s[("qproxy_info", (("version", version),))] == 1
+    # The process itself, as Prometheus' client libraries name it: the fds are the host
+    # half's own (give or take the scrape's connection), and it started during this test.
+    assert abs(plain(s, "process_open_fds") - host.nfds()) <= 1
+    assert plain(s, "process_max_fds") > plain(s, "process_open_fds")
+    assert plain(s, "process_resident_memory_bytes") > 0
+    assert before <= plain(s, "process_start_time_seconds") <= time.time()
     # The live page passes Debian's promtool, lint included.
     promtool_check(text)
     # Every family has its HELP and TYPE, counters end in _total.
