@@ -38,6 +38,8 @@ all) packages=("${build_packages[@]}"
 	python3-pytest socat curl netcat-openbsd iproute2 openssl procps valgrind
 	# dig, against the DNS server (unit and end-to-end)
 	dnsutils
+	# promtool, which checks the metrics endpoint's live page in the end-to-end tests
+	prometheus
 	# real servers and clients for the end-to-end tests and benchmarks
 	redis-server nginx-light apache2-utils iperf3
 	# the egress DNS mode's benchmark

@@ -46,7 +46,7 @@
 #define VSOCK_PORT_MAX 0xfffffffeu /* 0xffffffff is VMADDR_PORT_ANY */
 #define LEVEL_NAMES "off, error, warn, info, debug, trace"
 
-enum kind { T_INBOUND, T_OUTBOUND, T_ENCLAVE, T_EGRESS, T_LOG, T_IGNORED };
+enum kind { T_INBOUND, T_OUTBOUND, T_ENCLAVE, T_EGRESS, T_HOST, T_LOG, T_IGNORED };
 
 static const struct {
 	const char *name;
@@ -56,6 +56,7 @@ static const struct {
     [T_OUTBOUND] = {"outbound_connections", true},
     [T_ENCLAVE] = {"enclave", false},
     [T_EGRESS] = {"egress", false},
+    [T_HOST] = {"host", false},
     [T_LOG] = {"log_location", false},
 };
 
@@ -67,7 +68,8 @@ static const struct {
  * V_PP: "v1" or "v2", an enum pp_version in a uint8_t, printed only when set.
  * V_BOOL: true or false, unquoted, printed only when true. V_POLICY: an array of
  * strings, each a policy entry, into a struct policy_list; always printed, one
- * entry a line.
+ * entry a line. V_LISTEN: a string "IPv4:PORT" or "[IPv6]:PORT"
+ * (net_parse_ip_port()), kept as written.
  */
 enum type {
 	V_TCP_PORT,
@@ -79,7 +81,8 @@ enum type {
 	V_NUMBER,
 	V_PP,
 	V_BOOL,
-	V_POLICY
+	V_POLICY,
+	V_LISTEN
 };
 
 /*
@@ -134,6 +137,8 @@ static const struct key keys[] = {
     {T_EGRESS, "connect_timeout", V_NUMBER, false, SP_NONE, CONF(egress_connect_timeout)},
     {T_EGRESS, "allow", V_POLICY, false, SP_NONE, CONF(egress.allow)},
     {T_EGRESS, "deny", V_POLICY, false, SP_NONE, CONF(egress.deny)},
+    /* The host half's Prometheus endpoint; --metrics overrides it. */
+    {T_HOST, "metrics", V_LISTEN, false, SP_NONE, CONF(metrics)},
     {T_LOG, "host_log", V_STRING, false, SP_NONE, CONF(host_log)},
     {T_LOG, "enclave_log", V_STRING, false, SP_NONE, CONF(enclave_log)},
     {T_LOG, "log_level", V_LOG_LEVEL, false, SP_NONE, CONF(log_level)},
@@ -254,6 +259,7 @@ static const char *table_title(enum kind kind)
 	    [T_OUTBOUND] = "[[outbound_connections]]",
 	    [T_ENCLAVE] = "[enclave]",
 	    [T_EGRESS] = "[egress]",
+	    [T_HOST] = "[host]",
 	    [T_LOG] = "[log_location]",
 	};
 	return titles[kind];
@@ -791,6 +797,12 @@ static bool set_value(struct parser *p, const struct table *t, const struct key 
 		*(uint32_t *)dst = h;
 		return true;
 	}
+	if (k->type == V_LISTEN) {
+		struct sockaddr_storage ss;
+		char why[NET_ERR_LEN];
+		if (net_parse_ip_port(s, &ss, why, sizeof(why)) == 0)
+			return error_at(p, p->line, "%s: %s", k->name, why);
+	}
 	if (k->type == V_PATH && s[0] != '/')
 		return error_at(p, p->line, "%s %s must be an absolute path", k->name, v);
 	memcpy(dst, s, m + 1);
@@ -1283,6 +1295,7 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 			break;
 		case V_STRING:
 		case V_PATH:
+		case V_LISTEN:
 			if (*f) {
 				fprintf(out, "%s = ", key->name);
 				print_string(out, f);
@@ -1315,9 +1328,9 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 }
 
 /*
- * Rules, then [enclave], [egress], then [log_location]: the guide's files end
- * with their logs. [enclave] holds only hosts_file, so it is printed only when
- * that is set.
+ * Rules, then [enclave], [egress], [host], then [log_location]: the guide's files
+ * end with their logs. [enclave] holds only hosts_file and [host] only metrics, so
+ * each is printed only when that is set.
  */
 void config_print(const struct config *c, FILE *out)
 {
@@ -1355,6 +1368,12 @@ void config_print(const struct config *c, FILE *out)
 			fputc('\n', out);
 		fprintf(out, "# egress: deny wins over allow; anything not allowed is denied\n");
 		print_table(out, T_EGRESS, (const char *)c);
+		any = true;
+	}
+	if (c->metrics[0]) {
+		if (any)
+			fputc('\n', out);
+		print_table(out, T_HOST, (const char *)c);
 		any = true;
 	}
 	if (c->has_log_location) {

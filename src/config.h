@@ -54,6 +54,7 @@ struct config {
 	int log_level;			      /* enum log_level, or -1 when not set */
 
 	char hosts_file[CONFIG_STR_MAX]; /* [enclave] hosts_file, "" when not set */
+	char metrics[CONFIG_STR_MAX];	 /* [host] metrics, "IP:PORT", "" when not set */
 
 	/*
 	 * [egress]: destinations by policy, not by rule (see policy.h). The host half

@@ -26,6 +26,8 @@
 #define OUT_CAP (4 * (4 + MSG_MAX))
 /* Host: new connections that may each be the enclave half, until their HELLO says so. */
 #define CANDIDATES 4
+/* An unanswered question younger than this is joined; an older one may be lost: ask anew. */
+#define STATS_JOIN_MS 500
 /* Log lines the enclave keeps while the link is down: 128 x 512 bytes. */
 #define RING_LINES 128
 #define RING_LINE_MAX 512
@@ -47,6 +49,12 @@ struct link {
 	char peer[NET_ADDR_LEN];
 	uint8_t in[4 + MSG_MAX];
 	uint8_t out[OUT_CAP];
+};
+
+struct stats_waiter {
+	control_stats_fn *fn;
+	void *arg;
+	uint64_t seq;
 };
 
 struct control {
@@ -75,11 +83,16 @@ struct control {
 	bool down_logged;
 	uint64_t seq;
 
-	/* host: who asked for the enclave's counters, and the question's seq */
-	control_stats_fn *stats_fn;
+	/*
+	 * host: who waits for the enclave's counters, each with the seq of its question;
+	 * a reply answers every waiter whose question is not newer. The last question sent.
+	 */
+	struct stats_waiter waiters[CONTROL_STATS_WAITERS];
+	size_t nwaiters;
 	const struct egress_stats *egress; /* enclave: sent in each STATS */
-	void *stats_arg;
 	uint64_t stats_seq;
+	int64_t stats_asked;
+	unsigned long links; /* host: links established, the first and each one since */
 
 	/* enclave: log lines waiting for the link */
 	struct ring_line *ring;
@@ -230,20 +243,30 @@ static void on_hello(struct control *ctl, const struct msg *m)
 			 c->nrules);
 }
 
-/* The counters asked for, or none (m NULL) when the link went down first. */
-static void stats_done(struct control *ctl, const struct msg *m)
+/*
+ * The counters of question seq to those who asked it or an earlier one; or none (m
+ * NULL) to all when the link went down first (seq UINT64_MAX). Taken off the list before
+ * any is called, so that a callback may ask again or cancel.
+ */
+static void stats_done(struct control *ctl, uint64_t seq, const struct msg *m)
 {
-	control_stats_fn *fn = ctl->stats_fn;
+	struct stats_waiter done[CONTROL_STATS_WAITERS];
+	size_t ndone = 0, keep = 0;
 
-	ctl->stats_fn = NULL;
-	if (fn)
-		fn(ctl->stats_arg, m);
+	for (size_t i = 0; i < ctl->nwaiters; i++) {
+		if (ctl->waiters[i].seq <= seq)
+			done[ndone++] = ctl->waiters[i];
+		else
+			ctl->waiters[keep++] = ctl->waiters[i];
+	}
+	ctl->nwaiters = keep;
+	for (size_t i = 0; i < ndone; i++)
+		done[i].fn(done[i].arg, m);
 }
 
 static void on_stats(struct control *ctl, struct msg *m)
 {
-	if (m->seq == ctl->stats_seq)
-		stats_done(ctl, m);
+	stats_done(ctl, m->seq, m);
 }
 
 static void send_stats(struct control *ctl, uint64_t seq)
@@ -254,17 +277,7 @@ static void send_stats(struct control *ctl, uint64_t seq)
 
 	if (!st)
 		return;
-	for (size_t i = 0; i < n; i++) {
-		const struct proxy_stats *s = proxy_stats(ctl->px, i);
-		st[i] = (struct msg_stat){ctl->cfg->rules[i].vsock_port,
-					  s->open,
-					  s->total,
-					  s->failed,
-					  s->bytes_up,
-					  s->bytes_down,
-					  s->refused,
-					  ctl->cfg->rules[i].max_connections};
-	}
+	proxy_stats_msg(ctl->px, st);
 	/*
 	 * The egress counters, as many as fit: the config check keeps the rules' within a
 	 * frame, and what room is left goes to the busiest destinations.
@@ -349,6 +362,7 @@ static void promote(struct control *ctl, struct link *k)
 	if (ctl->link)
 		link_drop(ctl->link, "replaced by a new connection");
 	ctl->link = k;
+	ctl->links++;
 	log_info(0, "control: link to the enclave half up (%s)", k->peer);
 }
 
@@ -515,7 +529,7 @@ static void link_drop(struct link *k, const char *why)
 	}
 	if (ctl->host) {
 		log_warn(0, "control: the enclave half is gone (%s): %s", peer, why);
-		stats_done(ctl, NULL);
+		stats_done(ctl, UINT64_MAX, NULL);
 		return;
 	}
 	log_warn(0, "control: link to the host half lost: %s; reconnecting", why);
@@ -733,12 +747,40 @@ bool control_linked(const struct control *ctl, const char **version)
 	return ctl->link && ctl->link->hello;
 }
 
+unsigned long control_links(const struct control *ctl)
+{
+	return ctl->links;
+}
+
 int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg)
 {
-	if (!ctl->host || !ctl->link || !ctl->link->hello ||
-	    !send_simple(ctl, MSG_STATS_REQ, ctl->stats_seq = ++ctl->seq))
+	int64_t now = loop_now();
+
+	if (!ctl->host || !ctl->link || !ctl->link->hello || ctl->nwaiters == CONTROL_STATS_WAITERS)
 		return -1;
-	ctl->stats_fn = done;
-	ctl->stats_arg = arg;
+	/* A question in flight, asked a moment ago: its answer will do for this one too. */
+	bool join = false;
+	for (size_t i = 0; i < ctl->nwaiters; i++)
+		join |= ctl->waiters[i].seq == ctl->stats_seq;
+	if (!join || now - ctl->stats_asked >= STATS_JOIN_MS) {
+		if (!send_simple(ctl, MSG_STATS_REQ, ++ctl->seq))
+			return -1;
+		ctl->stats_seq = ctl->seq;
+		ctl->stats_asked = now;
+	}
+	ctl->waiters[ctl->nwaiters].fn = done;
+	ctl->waiters[ctl->nwaiters].arg = arg;
+	ctl->waiters[ctl->nwaiters].seq = ctl->stats_seq;
+	ctl->nwaiters++;
 	return 0;
+}
+
+void control_cancel_stats(struct control *ctl, void *arg)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < ctl->nwaiters; i++)
+		if (ctl->waiters[i].arg != arg)
+			ctl->waiters[keep++] = ctl->waiters[i];
+	ctl->nwaiters = keep;
 }

@@ -35,15 +35,24 @@ void control_free(struct control *ctl);
 /* Host: is the enclave half linked (its HELLO received)? *version: its version then. */
 bool control_linked(const struct control *ctl, const char **version);
 
+/* Host: how many links the enclave half has established, the first and each one since. */
+unsigned long control_links(const struct control *ctl);
+
 /*
  * Host: ask the enclave half for its counters. done(arg, m) is called once, with its
  * STATS message (m->stats, m->nstats; its egress counters in m->egress) when it arrives,
- * or with m NULL when the link goes down first; a later question replaces an unanswered
- * one, which is then never answered. -1 when the enclave half is not linked or the
- * question cannot be sent.
+ * or with m NULL when the link goes down first. Several may wait at once (the status
+ * server, scrapes), each answered by the first reply to its question or a later one; an
+ * unanswered question a moment old is joined, not asked again. Nothing waits for ever:
+ * the caller keeps its own deadline and cancels. -1 when the enclave half is not linked,
+ * the question cannot be sent, or too many wait already.
  */
 typedef void control_stats_fn(void *arg, const struct msg *m);
+/* Who may wait at once: the status server and every scrape the metrics endpoint takes. */
+#define CONTROL_STATS_WAITERS 32
 int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg);
+/* Forget every question arg waits on: its done will not be called. */
+void control_cancel_stats(struct control *ctl, void *arg);
 
 /* Enclave: the egress counters its STATS carry, the busiest first; none without this. */
 struct egress_stats;

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "loopback.h"
 #include "loop.h"
+#include "metrics.h"
 #include "net.h"
 #include "proxy.h"
 #include "relay.h"
@@ -69,6 +70,9 @@ static const char usage_host[] =
     "      --status-socket <PATH>     Where `qproxy status` asks this half (root only)\n"
     "                                 [env: QPROXY_STATUS_SOCKET=] [default: " STATUS_PATH_DEFAULT
     "]\n"
+    "      --metrics <IP:PORT>        Serve Prometheus metrics of both halves at\n"
+    "                                 http://IP:PORT/metrics, e.g. 127.0.0.1:9464 or [::1]:9464;\n"
+    "                                 over [host] metrics in the config [env: QPROXY_METRICS=]\n"
     "  -h, --help                     Print help\n"
     "\n"
     "Vsock connections are accepted only from <CID>; others are closed and logged.\n"
@@ -145,6 +149,7 @@ struct opts {
 	const char *control_port;
 	const char *threads;
 	const char *status_socket;
+	const char *metrics;
 	int family;
 };
 
@@ -198,6 +203,8 @@ static const struct optdef optdefs[] = {
     {"parent-cid", 0, 1u << CMD_ENCLAVE, true, F(parent_cid)},
     {"cid", 0, 1u << CMD_ENCLAVE, true, F(cid)},
     {"status-socket", 0, (1u << CMD_HOST) | (1u << CMD_STATUS), true, F(status_socket)},
+    /* The enclave half takes it only to say where the metrics are served. */
+    {"metrics", 0, HALVES, true, F(metrics)},
     {"help", 'h', ALL | (1u << CMD_STATUS), false, 0},
 };
 
@@ -454,6 +461,8 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 	struct status_server *st = NULL;
 	struct egress_server *es = NULL;
 	struct egress_proxy *ep = NULL;
+	struct metrics *ms = NULL;
+	const char *metrics_at = o->metrics ? o->metrics : c->metrics;
 	struct loop *l = loop_new();
 	struct proxy *px = l ? proxy_new(l, c, po) : NULL;
 	if (px)
@@ -468,7 +477,10 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 		ep = egress_proxy_new(l, c, po);
 	if (ep)
 		control_set_egress(ctl, egress_proxy_stats(ep));
-	if (!ctl || (host && !es) || (!host && !ep) || loop_catch_signal(l, SIGTERM) != 0 ||
+	if (st && *metrics_at)
+		ms = metrics_new(l, c, px, ctl);
+	if (!ctl || (host && !es) || (!host && !ep) || (host && *metrics_at && !ms) ||
+	    loop_catch_signal(l, SIGTERM) != 0 ||
 	    loop_catch_signal(l, SIGINT) != 0) {
 		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));
 		goto out;
@@ -492,6 +504,15 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 	}
 	if (sr == STATUS_UNAVAILABLE)
 		log_warn(0, "control: no qproxy status: %s", err);
+	/* Unlike status, asked for by name: without it the half must not seem to run fine. */
+	struct sockaddr_storage at;
+	socklen_t atlen = ms ? net_parse_ip_port(metrics_at, &at, err, sizeof(err)) : 0;
+	if (ms && (atlen == 0 ||
+		   metrics_start(ms, (struct sockaddr *)&at, atlen, err, sizeof(err)) != 0)) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		log_error(0, "%s", err);
+		goto out;
+	}
 	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s", QPROXY_VERSION, cmd, c->nrules,
 		 host ? "enclave" : "parent", po->peer_cid, o->vsock_dir ? ", vsock emulated" : "");
 	int sig = loop_run(l);
@@ -503,6 +524,7 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 	log_info(0, "qproxy %s stopping on signal %d", cmd, sig);
 	rc = EXIT_OK;
 out:
+	metrics_free(ms);
 	egress_server_free(es);
 	egress_proxy_free(ep);
 	status_free(st);
@@ -584,6 +606,12 @@ int main(int argc, char **argv)
 	o.threads = env_or(o.threads, "TOKIO_WORKER_THREADS");
 	o.vsock_dir = env_or(o.vsock_dir, "QPROXY_VSOCK_DIR");
 	o.status_socket = env_or(o.status_socket, "QPROXY_STATUS_SOCKET");
+	if (o.cmd == CMD_HOST)
+		o.metrics = env_or(o.metrics, "QPROXY_METRICS");
+	if (o.cmd == CMD_ENCLAVE && o.metrics)
+		return usage_error(cmd, "%s",
+				   "--metrics is the host half's: it serves both halves' figures, "
+				   "the enclave's as they come over the control channel");
 	if (!o.status_socket)
 		o.status_socket = STATUS_PATH_DEFAULT;
 	if (o.cmd == CMD_HOST)
@@ -598,6 +626,10 @@ int main(int argc, char **argv)
 		return usage_error(cmd, "invalid control port '%s' (0..65535)", o.control_port);
 	if (o.threads && !parse_u32(o.threads, 1, 1024, &threads))
 		return usage_error(cmd, "invalid thread count '%s'", o.threads);
+	struct sockaddr_storage ss;
+	char why[NET_ERR_LEN];
+	if (o.metrics && net_parse_ip_port(o.metrics, &ss, why, sizeof(why)) == 0)
+		return usage_error(cmd, "invalid --metrics: %s", why);
 	if (o.cmd == CMD_CHECK)
 		return check_config(&o, control_port);
 	if (o.cmd == CMD_STATUS)

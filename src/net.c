@@ -108,6 +108,25 @@ int net_listen_udp(const char *ip, uint16_t port, char *err, size_t errlen)
 	return bind_ip(SOCK_DGRAM, ip, port, err, errlen);
 }
 
+int net_listen_ip(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
+{
+	char what[NET_ADDR_LEN + 4];
+	int one = 1;
+
+	snprintf(what, sizeof(what), "tcp ");
+	net_addr_str(sa, len, what + 4, sizeof(what) - 4);
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket for %s: %s", what, strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* [::]:PORT means IPv6 only: where it is told, never IPv4 as well behind its back. */
+	if (sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	return listen_on(fd, sa, len, what, err, errlen);
+}
+
 /*
  * A socket file left by a killed process refuses connections: take its place.
  * One that accepts belongs to a live listener, which we must not steal from.
@@ -282,6 +301,37 @@ socklen_t net_ip_literal(const char *s, uint16_t port, struct sockaddr_storage *
 		return sizeof(*sin6);
 	}
 	return 0;
+}
+
+socklen_t net_parse_ip_port(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+	char ip[INET6_ADDRSTRLEN + 2];
+	const char *colon = strrchr(s, ':');
+	size_t n = colon ? (size_t)(colon - s) : 0;
+	bool bracket = n >= 2 && s[0] == '[' && s[n - 1] == ']';
+	uint32_t port = 0;
+
+	/* "[::1]" has colons, but no port. */
+	if (!colon || n == 0 || n >= sizeof(ip) || s[strlen(s) - 1] == ']') {
+		snprintf(err, errlen, "%s is not IP:PORT (e.g. 127.0.0.1:9464 or [::1]:9464)", s);
+		return 0;
+	}
+	memcpy(ip, s + bracket, n - 2 * bracket);
+	ip[n - 2 * bracket] = '\0';
+	for (const char *p = colon + 1; *p && port <= 65535; p++)
+		port = *p >= '0' && *p <= '9' ? port * 10 + (uint32_t)(*p - '0') : 65536;
+	if (colon[1] == '\0' || port < 1 || port > 65535) {
+		snprintf(err, errlen, "%s: port %s is not a number in 1..65535", s, colon + 1);
+		return 0;
+	}
+	socklen_t len = net_ip_literal(ip, (uint16_t)port, ss);
+	/* An IPv6 address goes in brackets, so that its own colons cannot be read as the port's. */
+	if (len == 0 || (ss->ss_family == AF_INET6) != bracket) {
+		snprintf(err, errlen,
+			 "%s: %s is not an IPv4 address or an IPv6 address in brackets", s, ip);
+		return 0;
+	}
+	return len;
 }
 
 bool net_is_ip_literal(const char *s)

@@ -27,6 +27,11 @@ int net_listen_tcp(const char *ip, uint16_t port, char *err, size_t errlen);
 /* A bound UDP socket at ip:port; errors as for TCP ("bind udp 127.0.0.1:53: ..."). */
 int net_listen_udp(const char *ip, uint16_t port, char *err, size_t errlen);
 int net_listen_vsock(uint32_t port, char *err, size_t errlen);
+/*
+ * A TCP listener at exactly sa (IPv4, or IPv6 only: IPV6_V6ONLY). -1 with err:
+ * "bind tcp 127.0.0.1:9464: Address already in use".
+ */
+int net_listen_ip(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
 /* Before binding a Unix socket: remove a stale file, or -1 when a live listener answers there. */
 struct sockaddr_un;
 int net_unix_claim(const struct sockaddr_un *sun);
@@ -72,6 +77,12 @@ bool net_vsock_peer_ok(const struct sockaddr *sa, uint32_t cid);
  */
 bool net_is_ip_literal(const char *s);
 socklen_t net_ip_literal(const char *s, uint16_t port, struct sockaddr_storage *ss);
+
+/*
+ * "1.2.3.4:PORT" or "[v6]:PORT", PORT in 1..65535, into ss: its length, or 0 with err
+ * naming s and what is wrong. Names are refused: a listener binds where it is told.
+ */
+socklen_t net_parse_ip_port(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen);
 
 /* An IPv4 address in host byte order as "1.2.3.4"; returns buf. */
 const char *net_ipv4_str(uint32_t addr, char buf[NET_IPV4_LEN]);

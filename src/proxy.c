@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "message.h"
 #include "net.h"
 #include "proxyproto.h"
 #include "relay.h"
@@ -166,7 +167,8 @@ static void conn_drop(struct conn *c)
 }
 
 /* Give up on the far side: one line says why, and the client is closed at once. */
-static void conn_give_up(struct conn *c, const char *what, const char *why, const char *help)
+static void conn_give_up(struct conn *c, enum proxy_fail cause, const char *what, const char *why,
+			 const char *help)
 {
 	struct loop *l = c->ln->px->loop;
 
@@ -174,12 +176,13 @@ static void conn_give_up(struct conn *c, const char *what, const char *why, cons
 	conn_drop(c);
 	c->ln->stats.open--;
 	c->ln->stats.failed++;
+	c->ln->stats.failed_by[cause]++;
 	loop_defer(l, &c->free_d);
 }
 
-static void conn_fail(struct conn *c, const char *what, int err)
+static void conn_fail(struct conn *c, enum proxy_fail cause, const char *what, int err)
 {
-	conn_give_up(c, what, strerror(err), hint(c, err));
+	conn_give_up(c, cause, what, strerror(err), hint(c, err));
 }
 
 static void conn_done(struct relay *r)
@@ -204,6 +207,7 @@ static void conn_done(struct relay *r)
 		/* A client that resets or leaves is routine; trouble on the server's side is not. */
 		bool routine = r->err_side == RELAY_CLIENT && (r->err == ECONNRESET || r->err == EPIPE);
 		ln->stats.failed += !routine;
+		ln->stats.failed_by[PROXY_FAIL_RELAY] += !routine;
 		log_msg(routine ? LOG_INFO : LOG_WARN, c->id,
 			"%s: closed on error from the %s side: %s; %llu bytes up, %llu down, %lld ms; "
 			"up %s, down %s",
@@ -230,7 +234,7 @@ static void conn_relay(struct conn *c)
 	net_tune(c->cfd);
 	net_tune(c->sfd);
 	if (relay_start(&c->relay, l, c->cfd, c->sfd, conn_done) != 0) {
-		conn_fail(c, "relay", errno);
+		conn_fail(c, PROXY_FAIL_INTERNAL, "relay", errno);
 		return;
 	}
 	c->state = CONN_RELAYING;
@@ -288,11 +292,11 @@ static void on_preamble_io(struct loop *l, int fd, short rev, void *arg)
 			c->state = CONN_PREAMBLE;
 			if (loop_add(l, fd, POLLOUT, on_preamble_io, c) != 0 ||
 			    loop_timer_set(l, &c->timer, CONNECT_TIMEOUT_MS) != 0)
-				conn_fail(c, "send", errno);
+				conn_fail(c, PROXY_FAIL_INTERNAL, "send", errno);
 			return;
 		}
 		if (n < 0) {
-			conn_fail(c, "send", errno);
+			conn_fail(c, PROXY_FAIL_CONNECT, "send", errno);
 			return;
 		}
 		pp->out_off += (size_t)n;
@@ -329,7 +333,7 @@ static void conn_next(struct conn *c, int err)
 		conn_attempt(c);
 		return;
 	}
-	conn_fail(c, "connect", err);
+	conn_fail(c, PROXY_FAIL_CONNECT, "connect", err);
 }
 
 static void on_connect_io(struct loop *l, int fd, short rev, void *arg)
@@ -352,9 +356,9 @@ static void on_conn_timer(struct loop *l, struct loop_timer *t)
 	if (c->state == CONN_RELAYING)
 		conn_idle_check(c);
 	else if (c->state == CONN_HEADER)
-		conn_give_up(c, "PROXY header", "none within 5 s", ""); /* PP_HEADER_TIMEOUT_MS */
+		conn_give_up(c, PROXY_FAIL_HEADER, "PROXY header", "none within 5 s", ""); /* PP_HEADER_TIMEOUT_MS */
 	else if (c->state == CONN_PREAMBLE)
-		conn_fail(c, "send", ETIMEDOUT);
+		conn_fail(c, PROXY_FAIL_CONNECT, "send", ETIMEDOUT);
 	else if (c->state == CONN_CONNECTING && c->sfd < 0)
 		conn_attempt(c); /* the backlog-full retry */
 	else
@@ -435,7 +439,7 @@ static void on_resolved(void *arg, struct addrinfo *ai, const char *err)
 
 	c->rq = NULL;
 	if (err) {
-		conn_give_up(c, "resolve", err, "");
+		conn_give_up(c, PROXY_FAIL_RESOLVE, "resolve", err, "");
 		return;
 	}
 	c->ai = c->cur = ai;
@@ -469,11 +473,11 @@ static void on_header_io(struct loop *l, int fd, short rev, void *arg)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n < 0) {
-		conn_fail(c, "PROXY header", errno);
+		conn_fail(c, PROXY_FAIL_HEADER, "PROXY header", errno);
 		return;
 	}
 	if (n == 0) {
-		conn_give_up(c, "PROXY header",
+		conn_give_up(c, PROXY_FAIL_HEADER, "PROXY header",
 			     pp->in_len ? "the client closed in the middle of it"
 					: "the client closed before sending one",
 			     "");
@@ -483,7 +487,7 @@ static void on_header_io(struct loop *l, int fd, short rev, void *arg)
 	/* The parser says 0 only below PP_IN_MAX: the buffer cannot fill without an answer. */
 	long len = pp_parse(pp->in, pp->in_len, &h, why, sizeof(why));
 	if (len < 0) {
-		conn_give_up(c, "PROXY header", why, "");
+		conn_give_up(c, PROXY_FAIL_HEADER, "PROXY header", why, "");
 		return;
 	}
 	if (len == 0)
@@ -515,12 +519,12 @@ static int conn_pp_start(struct conn *c, const struct sockaddr_storage *peer, so
 
 	c->pp = calloc(1, sizeof(*c->pp));
 	if (!c->pp) {
-		conn_fail(c, "PROXY protocol", ENOMEM);
+		conn_fail(c, PROXY_FAIL_INTERNAL, "PROXY protocol", ENOMEM);
 		return -1;
 	}
 	memcpy(&c->pp->src, peer, plen);
 	if (getsockname(c->cfd, (struct sockaddr *)&c->pp->dst, &len) != 0) {
-		conn_fail(c, "getsockname", errno);
+		conn_fail(c, PROXY_FAIL_INTERNAL, "getsockname", errno);
 		return -1;
 	}
 	if (!c->ln->rule->accept_proxy_protocol) {
@@ -531,7 +535,7 @@ static int conn_pp_start(struct conn *c, const struct sockaddr_storage *peer, so
 	c->state = CONN_HEADER;
 	if (loop_add(l, c->cfd, POLLIN, on_header_io, c) != 0 ||
 	    loop_timer_set(l, &c->timer, PP_HEADER_TIMEOUT_MS) != 0) {
-		conn_fail(c, "PROXY header", errno);
+		conn_fail(c, PROXY_FAIL_INTERNAL, "PROXY header", errno);
 		return -1;
 	}
 	return 0;
@@ -594,7 +598,7 @@ static void conn_start(struct listener *ln, int fd, const struct sockaddr_storag
 	c->rq = resolve_start(px->loop, r->hostname, r->tcp_port, px->opts.family,
 			      RESOLVE_TIMEOUT_MS, on_resolved, c);
 	if (!c->rq)
-		conn_fail(c, "resolve", errno);
+		conn_fail(c, PROXY_FAIL_RESOLVE, "resolve", errno);
 }
 
 /* Say that ln is paused, once in a while: each pause is short, the trouble may last. */
@@ -776,6 +780,12 @@ void proxy_free(struct proxy *px)
 	free(px);
 }
 
+const char *const proxy_fail_names[PROXY_FAILS] = {
+    [PROXY_FAIL_CONNECT] = "connect",	  [PROXY_FAIL_RESOLVE] = "resolve",
+    [PROXY_FAIL_HEADER] = "proxy_header", [PROXY_FAIL_RELAY] = "relay",
+    [PROXY_FAIL_INTERNAL] = "internal",
+};
+
 size_t proxy_rules(const struct proxy *px)
 {
 	return px->n;
@@ -784,4 +794,29 @@ size_t proxy_rules(const struct proxy *px)
 const struct proxy_stats *proxy_stats(const struct proxy *px, size_t i)
 {
 	return &px->ln[i].stats;
+}
+
+void proxy_stats_msg(const struct proxy *px, struct msg_stat *out)
+{
+	for (size_t i = 0; i < px->n; i++) {
+		const struct listener *ln = &px->ln[i];
+		out[i] = (struct msg_stat){
+		    .vsock_port = ln->rule->vsock_port,
+		    .open = ln->stats.open,
+		    .total = ln->stats.total,
+		    .failed = ln->stats.failed,
+		    .bytes_up = ln->stats.bytes_up,
+		    .bytes_down = ln->stats.bytes_down,
+		    .refused = ln->stats.refused,
+		    .limit = ln->rule->max_connections,
+		};
+	}
+	/* At its close a connection adds these same figures to its rule's: no step back. */
+	for (const struct conn *c = px->conns; c; c = c->next) {
+		if (c->state != CONN_RELAYING)
+			continue;
+		struct msg_stat *st = &out[c->ln - px->ln];
+		st->bytes_up += c->relay.up.bytes + c->early;
+		st->bytes_down += c->relay.down.bytes;
+	}
 }

@@ -91,12 +91,9 @@ static void answer(struct status_server *s, const struct msg *em)
 	m.peer_stats = calloc(c->nrules ? c->nrules : 1, sizeof(*m.peer_stats));
 	bool built = buf && m.stats && m.peer_stats && fill_egress(s, &m);
 	if (built) {
+		proxy_stats_msg(s->px, m.stats);
 		for (size_t i = 0; i < c->nrules; i++) {
-			const struct proxy_stats *p = proxy_stats(s->px, i);
 			uint32_t port = c->rules[i].vsock_port;
-			m.stats[i] = (struct msg_stat){
-			    port,	 p->open,	p->total,   p->failed,
-			    p->bytes_up, p->bytes_down, p->refused, c->rules[i].max_connections};
 			m.peer_stats[i] = (struct msg_stat){.vsock_port = port};
 			for (size_t j = 0; j < nestats; j++)
 				if (estats[j].vsock_port == port)
@@ -143,6 +140,7 @@ static void on_deadline(struct loop *l, struct loop_timer *t)
 
 	(void)l;
 	s->asking = false;
+	control_cancel_stats(s->ctl, s);
 	answer(s, NULL);
 }
 
@@ -267,6 +265,7 @@ void status_free(struct status_server *s)
 	if (!s)
 		return;
 	loop_timer_stop(s->loop, &s->deadline);
+	control_cancel_stats(s->ctl, s);
 	if (s->fd >= 0) {
 		loop_del(s->loop, s->fd);
 		close(s->fd);

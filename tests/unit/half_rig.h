@@ -6,6 +6,7 @@
 #ifndef QPROXY_TEST_HALF_RIG_H
 #define QPROXY_TEST_HALF_RIG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -81,6 +82,33 @@ static inline void rig_send_frame(int fd, const struct msg *m)
 	assert_int_equal(send(fd, frame, 4 + n, MSG_NOSIGNAL), (ssize_t)(4 + n));
 }
 
+/* A fake enclave's end of the control link: its fd and what it has read but not taken. */
+struct rig_link {
+	int fd;
+	uint8_t in[4 + MSG_MAX];
+	size_t in_len;
+};
+
+/* The next whole message the host half sent on k, if one has arrived. */
+static inline bool rig_link_read(struct rig_link *k, struct msg *m)
+{
+	char err[128];
+	ssize_t n = recv(k->fd, k->in + k->in_len, sizeof(k->in) - k->in_len, MSG_DONTWAIT);
+
+	if (n > 0)
+		k->in_len += (size_t)n;
+	if (k->in_len < 4)
+		return false;
+	size_t len =
+	    (size_t)k->in[0] << 24 | (size_t)k->in[1] << 16 | (size_t)k->in[2] << 8 | k->in[3];
+	if (k->in_len < 4 + len)
+		return false;
+	assert_int_equal(msg_decode(k->in + 4, len, m, err, sizeof(err)), 0);
+	memmove(k->in, k->in + 4 + len, k->in_len - 4 - len);
+	k->in_len -= 4 + len;
+	return true;
+}
+
 /*
  * A fake enclave half on the host half h's control socket at path: it connects and
  * says hello with h's own rules, as version. Its fd.
@@ -109,6 +137,21 @@ static inline void rig_wait_linked(struct half *h, const char *version)
 		assert_true(loop_once(h->loop, 10) >= 0);
 	assert_true(control_linked(h->ctl, &v));
 	assert_string_equal(v, version);
+}
+
+/*
+ * A fake enclave half "9.9.9", linked to the host half h whose vsock emulation is in dir
+ * (as host_cid, control port port). Its fd.
+ */
+static inline int rig_enclave_links(struct half *h, const char *dir, uint32_t host_cid,
+				    uint32_t port)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/%u.%u", dir, host_cid, port);
+	int fd = rig_enclave_hello(h, path, "9.9.9");
+	rig_wait_linked(h, "9.9.9");
+	return fd;
 }
 
 #endif

@@ -72,8 +72,7 @@ struct rig {
 	/* What the fake enclave answers when asked for its counters. */
 	const struct msg_stat *estats;
 	size_t nestats;
-	uint8_t in[4 + MSG_MAX];
-	size_t in_len;
+	struct rig_link link;
 };
 
 /* The rules: the default below, or the text a test gives as its initial state. */
@@ -136,31 +135,14 @@ static int teardown(void **state)
 /* A fake enclave half, linked. */
 static void enclave_links(struct rig *g)
 {
-	char path[128];
-
-	snprintf(path, sizeof(path), "%s/%u.%u", g->dir, HOST_CID, PORT);
-	g->enclave = rig_enclave_hello(&g->h, path, "9.9.9");
-	rig_wait_linked(&g->h, "9.9.9");
+	g->enclave = rig_enclave_links(&g->h, g->dir, HOST_CID, PORT);
 }
 
 /* The next whole message the host half sent the fake enclave, if one has arrived. */
 static bool enclave_reads(struct rig *g, struct msg *m)
 {
-	char err[128];
-	ssize_t n = recv(g->enclave, g->in + g->in_len, sizeof(g->in) - g->in_len, MSG_DONTWAIT);
-
-	if (n > 0)
-		g->in_len += (size_t)n;
-	if (g->in_len < 4)
-		return false;
-	size_t len =
-	    (size_t)g->in[0] << 24 | (size_t)g->in[1] << 16 | (size_t)g->in[2] << 8 | g->in[3];
-	if (g->in_len < 4 + len)
-		return false;
-	assert_int_equal(msg_decode(g->in + 4, len, m, err, sizeof(err)), 0);
-	memmove(g->in, g->in + 4 + len, g->in_len - 4 - len);
-	g->in_len -= 4 + len;
-	return true;
+	g->link.fd = g->enclave;
+	return rig_link_read(&g->link, m);
 }
 
 /*
