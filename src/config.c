@@ -107,6 +107,7 @@ static const struct key keys[] = {
     {T_OUTBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
     {T_OUTBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
     {T_ENCLAVE, "hosts_file", V_PATH, false, SP_NONE, CONF(hosts_file)},
+    {T_ENCLAVE, "sync_clock", V_BOOL, false, SP_NONE, CONF(sync_clock)},
     {T_LOG, "host_log", V_STRING, false, SP_NONE, CONF(host_log)},
     {T_LOG, "enclave_log", V_STRING, false, SP_NONE, CONF(enclave_log)},
     {T_LOG, "log_level", V_LOG_LEVEL, false, SP_NONE, CONF(log_level)},
@@ -994,7 +995,7 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 
 /*
  * Rules, then [enclave], then [log_location]: the guide's files end with their
- * logs. [enclave] holds only hosts_file, so it is printed only when that is set.
+ * logs. [enclave] is printed only when one of its keys is set.
  */
 void config_print(const struct config *c, FILE *out)
 {
@@ -1020,13 +1021,14 @@ void config_print(const struct config *c, FILE *out)
 			print_table(out, T_OUTBOUND, (const char *)r);
 		}
 	}
-	if (c->hosts_file[0]) {
+	bool enclave = c->hosts_file[0] || c->sync_clock;
+	if (enclave) {
 		if (c->nrules > 0)
 			fputc('\n', out);
 		print_table(out, T_ENCLAVE, (const char *)c);
 	}
 	if (c->has_log_location) {
-		if (c->nrules > 0 || c->hosts_file[0])
+		if (c->nrules > 0 || enclave)
 			fputc('\n', out);
 		print_table(out, T_LOG, (const char *)c);
 	}

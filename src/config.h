@@ -52,6 +52,7 @@ struct config {
 	int log_level;			      /* enum log_level, or -1 when not set */
 
 	char hosts_file[CONFIG_STR_MAX]; /* [enclave] hosts_file, "" when not set */
+	bool sync_clock; /* [enclave] sync_clock: the enclave half sets its clock from the host's */
 
 	/* Every problem found, each "FILE:LINE: message", in line order. */
 	char **errors;

@@ -44,4 +44,20 @@ bool control_linked(const struct control *ctl, const char **version);
 typedef void control_stats_fn(void *arg, const struct msg_stat *stats, size_t n);
 int control_ask_stats(struct control *ctl, control_stats_fn *done, void *arg);
 
+/*
+ * Enclave: the supervised app's state changed (supervisor.h): it goes to the host
+ * half now, or when the link is next up, after the log lines waiting for it.
+ */
+void control_set_app(struct control *ctl, const struct msg_app *a);
+
+/*
+ * The app's state: the enclave half's own, or on the host the enclave's last word
+ * on it, its uptime counted on to now. false when there is no app (none said yet).
+ * For `qproxy status` and whoever else reports on the app.
+ */
+bool control_app(const struct control *ctl, struct msg_app *a);
+
+/* Enclave: everything queued (log lines, the app's state) handed to the linked host half. */
+bool control_drained(const struct control *ctl);
+
 #endif

@@ -23,6 +23,12 @@ void log_msg(int level, unsigned long conn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /*
+ * A line of the app's output (supervisor.h) as "[app] text" at level's tag: always
+ * written, whatever the level, unless the log is off; handed to the sink like any.
+ */
+void log_app(int level, const char *text);
+
+/*
  * Also hand every line written (without its newline) to fn: the enclave half
  * sends its log to the host this way. fn may log; those lines are not handed on.
  */
