@@ -315,12 +315,13 @@ int loop_catch_signal(struct loop *l, int sig)
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigset_t set;
 
-	(void)l;
 	sigemptyset(&sa.sa_mask);
 	sigemptyset(&set);
 	sigaddset(&set, sig);
 	if (sigaction(sig, &sa, NULL) != 0)
 		return -1;
+	/* Caught in the wait even when it was blocked already as this loop was made. */
+	sigdelset(&l->wait_mask, sig);
 	return sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
