@@ -386,8 +386,11 @@ static void on_time(struct control *ctl, const struct msg *m)
 			  (long long)(smp.rtt_ns / 1000000));
 		return;
 	}
-	if (v == CLOCKSYNC_CLOSE)
+	if (v == CLOCKSYNC_CLOSE) {
+		log_debug(0, "clock: %+.3f ms from the host's (round trip %.1f ms): left alone",
+			  (double)offset / 1e6, (double)smp.rtt_ns / 1e6);
 		return;
+	}
 	/* Where the clock should be now, from the same reading the offset was taken from. */
 	int64_t want = realtime_ns() + offset;
 	struct timespec ts = {.tv_sec = want / 1000000000, .tv_nsec = want % 1000000000};
