@@ -266,3 +266,18 @@ def test_as_pid1_reaps_orphans_and_powers_off_the_namespace(qp):
     assert "power off:" not in log
     wait_log(host, r"enclave app exited on signal 15 \(Terminated\), status 143",
              "the app's end on the host, sent before the power off")
+
+
+def test_clock_sample_over_the_link(qp):
+    """sync_clock asks the host half for its time and judges the offset; here both halves
+    read the same kernel clock, so the offset is within the round trip and nothing is
+    stepped. The enclave half runs without CAP_SYS_TIME all the same, so that no bug can
+    set this machine's clock; setting it is for the VM test."""
+    cfg, host = host_with_rule(qp, extra="[enclave]\nsync_clock = true\n")
+    enclave = app_enclave(qp, cfg, sh("exec sleep 60"), env={"RUST_LOG": "debug"},
+                          prefix=["setpriv", "--bounding-set=-sys_time", "--"])
+    m = wait_log(enclave, r"DEBUG clock: ([+-]\d+\.\d{3}) ms from the host's \(round trip "
+                          r"(\d+\.\d) ms\): left alone", "a clock sample judged")
+    assert abs(float(m.group(1))) <= float(m.group(2)) / 2 + 0.001
+    assert "cannot step the clock" not in enclave.stderr()
+    assert "clock: stepped" not in enclave.stderr()
