@@ -427,8 +427,8 @@ static int half_cids(const struct opts *o, struct proxy_opts *po, uint32_t *self
 	return -1;
 }
 
-/* The level (the config's, RUST_LOG over it) and this half's log file. */
-static int log_setup(const struct config *c, bool host, char *err, size_t errlen)
+/* The level: the config's, RUST_LOG over it. */
+static void log_level_setup(const struct config *c)
 {
 	int level = c->log_level >= 0 ? c->log_level : LOG_WARN;
 	const char *rust_log = getenv("RUST_LOG");
@@ -442,6 +442,11 @@ static int log_setup(const struct config *c, bool host, char *err, size_t errlen
 				rust_log, log_level_name(level));
 	}
 	log_set_level(level);
+}
+
+/* This half's log file, if it has one. */
+static int log_file_setup(const struct config *c, bool host, char *err, size_t errlen)
+{
 	const char *file = host ? c->host_log : c->enclave_log;
 	if (c->has_log_location && *file)
 		return log_open(host ? c->host_log_dir : c->enclave_log_dir, file, err, errlen);
@@ -614,10 +619,12 @@ static int run_half(const struct opts *o, uint32_t control_port)
 		return EXIT_CONFIG;
 	}
 	bool pid1 = !host && init_is_pid1();
-	int lr = log_setup(&c, host, err, sizeof(err));
-	if (lr == 0 && pid1)
+	log_level_setup(&c);
+	/* Process 1 mounts first: the log file may be on /tmp or /run. */
+	if (pid1)
 		init_mount();
-	if (lr != 0 || process_setup(o, self_cid, err, sizeof(err)) != 0) {
+	if (log_file_setup(&c, host, err, sizeof(err)) != 0 ||
+	    process_setup(o, self_cid, err, sizeof(err)) != 0) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		rc = EXIT_RUNTIME;
 	} else {
