@@ -323,9 +323,9 @@ static void write_enclave_line(const char *text)
 	if (rest)
 		rest += strspn(rest, " ");
 	const char *whose = rest && strncmp(rest, "[app] ", 6) == 0 ? "" : "[enclave] ";
-	int n = rest ? snprintf(line, sizeof(line), "%.*s%s%s", (int)(rest - text), text, whose,
-				rest)
-		     : snprintf(line, sizeof(line), "[enclave] %s", text);
+	int n =
+	    rest ? snprintf(line, sizeof(line), "%.*s%s%s", (int)(rest - text), text, whose, rest)
+		 : snprintf(line, sizeof(line), "[enclave] %s", text);
 	log_write_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
@@ -399,7 +399,9 @@ static void on_time(struct control *ctl, const struct msg *m)
 			 (double)offset / 1e9, strerror(errno));
 		return;
 	}
-	log_warn(0, "clock: stepped by %+.3f s to the host's time (round trip %.1f ms, error at most %.1f ms)",
+	log_warn(0,
+		 "clock: stepped by %+.3f s to the host's time (round trip %.1f ms, error at most "
+		 "%.1f ms)",
 		 (double)offset / 1e9, (double)smp.rtt_ns / 1e6, (double)smp.rtt_ns / 2e6);
 }
 

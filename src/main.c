@@ -295,8 +295,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	else if (positional)
 		return usage_error(cmd, "unexpected argument '%s'", positional);
 	if (!o->app_argv && (o->restart || o->stop_timeout))
-		return usage_error(cmd, "%s",
-				   "--restart and --stop-timeout need an app: -- COMMAND [ARGS...]");
+		return usage_error(
+		    cmd, "%s", "--restart and --stop-timeout need an app: -- COMMAND [ARGS...]");
 	return -1;
 }
 
@@ -590,10 +590,11 @@ static int app_opts(const struct opts *o, struct supervisor_opts *so)
 
 	*so = (struct supervisor_opts){.argv = o->app_argv, .restart = RESTART_NO};
 	if (o->restart && supervisor_restart_parse(o->restart, &so->restart) != 0)
-		return usage_error(cmd_names[o->cmd], "invalid --restart '%s' (no, on-failure, always)",
-				   o->restart);
+		return usage_error(cmd_names[o->cmd],
+				   "invalid --restart '%s' (no, on-failure, always)", o->restart);
 	if (o->stop_timeout && !parse_u32(o->stop_timeout, 0, 3600, &secs))
-		return usage_error(cmd_names[o->cmd], "invalid --stop-timeout '%s' (0..3600 seconds)",
+		return usage_error(cmd_names[o->cmd],
+				   "invalid --stop-timeout '%s' (0..3600 seconds)",
 				   o->stop_timeout);
 	so->stop_timeout_ms = (int64_t)secs * 1000;
 	return -1;

@@ -447,11 +447,13 @@ static bool get_app(struct rd *r, struct msg_app *out)
 		case A_STATUS:
 		case A_SIGNAL:
 			ok = get_uint(r, "app pid or status", UINT32_MAX, &v);
-			*(k == A_PID ? &out->pid : k == A_STATUS ? &out->status : &out->signal) =
-			    (uint32_t)v;
+			*(k == A_PID	  ? &out->pid
+			  : k == A_STATUS ? &out->status
+					  : &out->signal) = (uint32_t)v;
 			break;
 		default:
-			ok = k < A_KEYS ? get_uint(r, "app counter", UINT64_MAX, fields[k]) : skip(r);
+			ok = k < A_KEYS ? get_uint(r, "app counter", UINT64_MAX, fields[k])
+					: skip(r);
 		}
 		if (!ok)
 			return false;

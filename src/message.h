@@ -31,8 +31,8 @@ enum msg_type {
 	MSG_STATS_REQ = 4, /* host -> enclave: seq */
 	MSG_STATS = 5,	   /* enclave -> host: seq, one entry per rule */
 	/* The host half's answer on its status socket, never on the link. */
-	MSG_STATUS = 6, /* version, cid, connected, peer_version, rules, stats, peer_stats, app */
-	MSG_APP = 7,	/* enclave -> host: app, the supervised app's state, on each change */
+	MSG_STATUS = 6,	  /* version, cid, connected, peer_version, rules, stats, peer_stats, app */
+	MSG_APP = 7,	  /* enclave -> host: app, the supervised app's state, on each change */
 	MSG_TIME_REQ = 8, /* enclave -> host: seq; asks for the host's wall-clock time */
 	MSG_TIME = 9,	  /* host -> enclave: seq, time_ns: the answer, at once */
 };

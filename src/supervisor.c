@@ -252,8 +252,8 @@ static void app_ended(struct supervisor *s, int wstatus)
 	s->signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
 	s->status = s->signal ? 128 + s->signal : WEXITSTATUS(wstatus);
 	if (s->signal)
-		log_msg(LOG_WARN, 0, "app: pid %d ended by signal %d (%s), after %lld ms",
-			(int)pid, s->signal, strsignal(s->signal), (long long)ran);
+		log_msg(LOG_WARN, 0, "app: pid %d ended by signal %d (%s), after %lld ms", (int)pid,
+			s->signal, strsignal(s->signal), (long long)ran);
 	else
 		log_msg(s->status ? LOG_WARN : LOG_INFO, 0,
 			"app: pid %d exited with status %d, after %lld ms", (int)pid, s->status,

@@ -88,7 +88,8 @@ static void invalid_utf8_and_controls_escaped(void **state)
 	appline_init(&a);
 	appline_feed(&a, in, sizeof(in) - 1, collect, &g);
 	assert_int_equal(g.n, 1);
-	assert_string_equal(g.text[0], "a\\x80z\\xff\\xc0\\xaf\\xed\\xa0\\x80\\x1b[31m\tok\\x7f\\xe2\\x82");
+	assert_string_equal(g.text[0],
+			    "a\\x80z\\xff\\xc0\\xaf\\xed\\xa0\\x80\\x1b[31m\tok\\x7f\\xe2\\x82");
 }
 
 static void long_line_cut_and_counted(void **state)

@@ -155,7 +155,8 @@ static void real_app_lines_and_status(void **state)
 	/* stdout at info, stderr at warn, the unended last line too, all before the exit. */
 	assert_non_null(strstr(seen, "INFO  [app] out\n"));
 	assert_non_null(strstr(seen, "WARN  [app] err\n"));
-	char *tail = strstr(seen, "[app] tail\n"), *exit_line = strstr(seen, "exited with status 7");
+	char *tail = strstr(seen, "[app] tail\n"),
+	     *exit_line = strstr(seen, "exited with status 7");
 	assert_non_null(tail);
 	assert_non_null(exit_line);
 	assert_true(tail < exit_line);
@@ -163,7 +164,8 @@ static void real_app_lines_and_status(void **state)
 	assert_int_equal(last_app.exits, 1);
 	assert_int_equal(last_app.status, 7);
 	assert_int_equal(last_app.signal, 0);
-	assert_string_equal(last_app.command, "/bin/sh -c echo out; echo err >&2; printf 'tail'; exit 7");
+	assert_string_equal(last_app.command,
+			    "/bin/sh -c echo out; echo err >&2; printf 'tail'; exit 7");
 }
 
 static void restart_on_failure_until_success(void **state)
@@ -205,7 +207,8 @@ static void a_command_that_cannot_run_is_127(void **state)
 
 	(void)state;
 	assert_int_equal(run_app(argv, RESTART_NO), 127);
-	assert_non_null(strstr(seen, "[app] qproxy: cannot run /nonexistent/app: No such file or directory"));
+	assert_non_null(
+	    strstr(seen, "[app] qproxy: cannot run /nonexistent/app: No such file or directory"));
 }
 
 int main(void)

@@ -226,6 +226,14 @@ fi
 	-Wstrict-prototypes -Wmissing-prototypes -o "$STAGE/bin/halfclose" "$HERE/halfclose.c" ||
 	die "cannot build tests/vm/halfclose.c with ${CC_MUSL[*]}"
 
+# clockhost speaks the control link through qproxy's own codec; AF_VSOCK's header
+# is the kernel's, lent to musl as the Makefile does.
+make -s -C "$ROOT" "build/$ARCH/musl-include" || die "make build/$ARCH/musl-include failed"
+"${CC_MUSL[@]}" -static -Os -s -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow \
+	-Wstrict-prototypes -Wmissing-prototypes -isystem "$ROOT/build/$ARCH/musl-include" \
+	-I"$ROOT/src" -o "$STAGE/bin/clockhost" "$HERE/clockhost.c" "$ROOT/src/message.c" \
+	"$ROOT/src/cbor.c" || die "cannot build tests/vm/clockhost.c with ${CC_MUSL[*]}"
+
 cp "$BUSYBOX" "$STAGE/bin/busybox"
 cp "$BIN" "$STAGE/bin/qproxy"
 cp "$HERE/init.sh" "$STAGE/init"
