@@ -344,12 +344,12 @@ static void on_app(struct control *ctl, const struct msg *m)
 		return;
 	int level = a->status == 0 ? LOG_INFO : LOG_WARN;
 	if (a->signal)
-		log_msg(level, 0, "enclave app exited on signal %u (%s), status %u; %llu restarts",
-			a->signal, strsignal((int)a->signal), a->status,
-			(unsigned long long)a->restarts);
+		log_always(level, "enclave app exited on signal %u (%s), status %u; %llu restarts",
+			   a->signal, strsignal((int)a->signal), a->status,
+			   (unsigned long long)a->restarts);
 	else
-		log_msg(level, 0, "enclave app exited with status %u; %llu restarts", a->status,
-			(unsigned long long)a->restarts);
+		log_always(level, "enclave app exited with status %u; %llu restarts", a->status,
+			   (unsigned long long)a->restarts);
 }
 
 static int64_t realtime_ns(void)

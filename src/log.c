@@ -126,10 +126,12 @@ void log_msg(int level, unsigned long conn, const char *fmt, ...)
 	va_end(ap);
 }
 
-__attribute__((format(printf, 2, 3))) static void log_always(int level, const char *fmt, ...)
+void log_always(int level, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (log_level_current <= LOG_OFF)
+		return;
 	va_start(ap, fmt);
 	vlog(level, 0, fmt, ap);
 	va_end(ap);
@@ -137,8 +139,7 @@ __attribute__((format(printf, 2, 3))) static void log_always(int level, const ch
 
 void log_app(int level, const char *text)
 {
-	if (log_level_current > LOG_OFF)
-		log_always(level, "[app] %s", text);
+	log_always(level, "[app] %s", text);
 }
 
 void log_set_sink(void (*fn)(int level, const char *line, size_t len))

@@ -190,7 +190,7 @@ int supervisor_start(struct supervisor *s, char *err, size_t errlen)
 			log_error(0, "app: cannot read its %s: %s", stream_names[i],
 				  strerror(errno));
 	}
-	log_info(0, "app: started %s as pid %d", s->command, (int)pid);
+	log_always(LOG_INFO, "app: started %s as pid %d", s->command, (int)pid);
 	notify(s);
 	return 0;
 fail:
@@ -252,12 +252,12 @@ static void app_ended(struct supervisor *s, int wstatus)
 	s->signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
 	s->status = s->signal ? 128 + s->signal : WEXITSTATUS(wstatus);
 	if (s->signal)
-		log_msg(LOG_WARN, 0, "app: pid %d ended by signal %d (%s), after %lld ms", (int)pid,
-			s->signal, strsignal(s->signal), (long long)ran);
+		log_always(LOG_WARN, "app: pid %d ended by signal %d (%s), after %lld ms", (int)pid,
+			   s->signal, strsignal(s->signal), (long long)ran);
 	else
-		log_msg(s->status ? LOG_WARN : LOG_INFO, 0,
-			"app: pid %d exited with status %d, after %lld ms", (int)pid, s->status,
-			(long long)ran);
+		log_always(s->status ? LOG_WARN : LOG_INFO,
+			   "app: pid %d exited with status %d, after %lld ms", (int)pid, s->status,
+			   (long long)ran);
 	bool again = !s->stopping && (s->o.restart == RESTART_ALWAYS ||
 				      (s->o.restart == RESTART_ON_FAILURE && s->status != 0));
 	if (!again) {
@@ -267,9 +267,9 @@ static void app_ended(struct supervisor *s, int wstatus)
 	}
 	s->quick = ran >= SUPERVISOR_STEADY_MS ? 1 : s->quick + 1;
 	int64_t wait = supervisor_backoff(s->quick, s->rnd++ * 2654435761u);
-	log_msg(LOG_WARN, 0, "app: restart %llu in %lld ms (--restart=%s)",
-		(unsigned long long)s->restarts + 1, (long long)wait,
-		s->o.restart == RESTART_ALWAYS ? "always" : "on-failure");
+	log_always(LOG_WARN, "app: restart %llu in %lld ms (--restart=%s)",
+		   (unsigned long long)s->restarts + 1, (long long)wait,
+		   s->o.restart == RESTART_ALWAYS ? "always" : "on-failure");
 	loop_timer_set(s->loop, &s->restart_timer, wait);
 	notify(s);
 }

@@ -73,11 +73,20 @@ def test_output_lines_reach_the_host_with_levels(qp):
 
 
 def test_app_lines_come_whatever_the_log_level(qp):
-    cfg, host = host_with_rule(qp)
+    cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)])
+    host = qp.host(cfg, env={"RUST_LOG": "error"})
     enclave = app_enclave(qp, cfg, sh("echo quiet please"), env={"RUST_LOG": "error"})
     assert enclave.wait(20) == 0
+    # The app's lines, its start and its end are news at any level, on both halves.
     wait_log(host, r"INFO  \[app\] quiet please$", "the app's line from a half at error")
-    assert "INFO  app: started" not in enclave.stderr()
+    wait_log(host, r"INFO  enclave app exited with status 0; 0 restarts$",
+             "the app's end on a host half at error")
+    log = enclave.stderr()
+    assert re.search(r"INFO  app: started /bin/sh -c echo quiet please as pid \d+$", log, re.M), log
+    assert re.search(r"INFO  app: pid \d+ exited with status 0, after \d+ ms$", log, re.M), log
+    # The half's own info lines are still held back.
+    assert "control: link to the host half up" not in log
+    assert "control: link to the enclave half up" not in host.stderr()
 
 
 def test_lines_written_while_the_link_is_down_arrive_later(qp):
