@@ -112,12 +112,17 @@ static void sink(int level, const char *line, size_t len)
 
 static struct msg_app last_app;
 static int changes;
+/* Stop the app with this signal at its first exit (0: never), as SIGTERM would. */
+static int stop_at_exit;
+static struct supervisor *running;
 
 static void changed(void *arg, const struct msg_app *app)
 {
 	(void)arg;
 	last_app = *app;
 	changes++;
+	if (stop_at_exit && !app->running && app->exits == 1)
+		supervisor_stop(running, stop_at_exit);
 }
 
 /* Run the loop as main.c does until the supervisor stops it; the exit status. */
@@ -131,6 +136,7 @@ static int run_app(char *const argv[], enum supervisor_restart restart)
 	assert_int_equal(loop_catch_signal(l, SIGCHLD), 0);
 	struct supervisor *s = supervisor_new(l, &o, changed, NULL);
 	assert_non_null(s);
+	running = s;
 	nseen = 0;
 	seen[0] = '\0';
 	changes = 0;
@@ -192,6 +198,24 @@ static void restart_on_failure_until_success(void **state)
 	assert_null(strstr(seen, "app: restart 3 in "));
 }
 
+static void a_stop_while_waiting_to_restart_ends_it(void **state)
+{
+	char *argv[] = {"/bin/sh", "-c", "exit 3", NULL};
+
+	(void)state;
+	/* Stopped between its exit and the restart: no restart, and its last status. */
+	stop_at_exit = SIGTERM;
+	assert_int_equal(run_app(argv, RESTART_ALWAYS), 3);
+	stop_at_exit = 0;
+	assert_int_equal(last_app.restarts, 0);
+	assert_int_equal(last_app.exits, 1);
+	assert_non_null(strstr(seen, "app: restart 1 in "));
+	/* Started once only. */
+	char *first = strstr(seen, "app: started ");
+	assert_non_null(first);
+	assert_null(strstr(first + 1, "app: started "));
+}
+
 static void killed_by_a_signal_is_128_plus(void **state)
 {
 	char *argv[] = {"/bin/sh", "-c", "kill -USR1 $$", NULL};
@@ -219,6 +243,7 @@ int main(void)
 	    cmocka_unit_test(clock_verdicts),
 	    cmocka_unit_test(real_app_lines_and_status),
 	    cmocka_unit_test(restart_on_failure_until_success),
+	    cmocka_unit_test(a_stop_while_waiting_to_restart_ends_it),
 	    cmocka_unit_test(killed_by_a_signal_is_128_plus),
 	    cmocka_unit_test(a_command_that_cannot_run_is_127),
 	};
