@@ -632,16 +632,10 @@ static int run_half(const struct opts *o, uint32_t control_port)
 		rc = run(o, &c, &po, control_port, o->app_argv ? &so : NULL);
 	}
 	config_free(&c);
-	if (pid1) {
-		/* Process 1 must not exit: the kernel would panic. */
-		log_info(0, "qproxy enclave: powering off (exit status %d)", rc);
-		init_poweroff();
-		log_error(0, "power off: %s", strerror(errno));
-	}
 	return rc;
 }
 
-int main(int argc, char **argv)
+static int qproxy_main(int argc, char **argv)
 {
 	struct opts o = {.family = AF_UNSPEC};
 	const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -703,4 +697,17 @@ int main(int argc, char **argv)
 	if (o.cmd == CMD_STATUS)
 		return status(&o);
 	return run_half(&o, control_port);
+}
+
+int main(int argc, char **argv)
+{
+	int rc = qproxy_main(argc, argv);
+
+	/* Process 1 must not exit, whatever ended it (a bad config too): the kernel would panic. */
+	if (init_is_pid1()) {
+		log_always(LOG_INFO, "qproxy: process 1 powering off (exit status %d)", rc);
+		init_poweroff();
+		log_error(0, "power off: %s", strerror(errno));
+	}
+	return rc;
 }

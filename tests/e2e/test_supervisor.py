@@ -268,7 +268,7 @@ def test_as_pid1_reaps_orphans_and_powers_off_the_namespace(qp):
     os.kill(init, signal.SIGTERM)
     rc = enclave.wait(15)
     log = enclave.stderr()
-    assert "qproxy enclave: powering off (exit status 143)" in log, log
+    assert "qproxy: process 1 powering off (exit status 143)" in log, log
     # The namespace's init was ended by reboot(RB_POWER_OFF): SIGINT, as reboot(2) says;
     # unshare passes its child's death on as its own.
     assert rc in (-signal.SIGINT, 128 + signal.SIGINT), (rc, log)
@@ -290,3 +290,19 @@ def test_clock_sample_over_the_link(qp):
     assert abs(float(m.group(1))) <= float(m.group(2)) / 2 + 0.001
     assert "cannot step the clock" not in enclave.stderr()
     assert "clock: stepped" not in enclave.stderr()
+
+
+def test_as_pid1_a_bad_config_powers_off_too(qp):
+    """Process 1 must never exit, whatever ends it: a refused config powers off as well
+    (in a PID namespace, the parent sees SIGINT), after saying why."""
+    bad = qp.config(extra="[enclave]\nsync_clock = maybe\n")
+    p = qp.procs.start("enclave", ["unshare", "-fp", "--mount-proc", "--kill-child", qp.binary,
+                                   "enclave", f"--config={bad}", "--vsock-dir",
+                                   str(qp.vsock_dir), "--cid", "4", "--", "true"],
+                       netns=qp.netns)
+    rc = p.wait(15)
+    log = p.stderr()
+    assert "sync_clock: expected true or false, got maybe" in log, log
+    assert "qproxy: process 1 powering off (exit status 1)" in log, log
+    assert rc in (-signal.SIGINT, 128 + signal.SIGINT), (rc, log)
+
