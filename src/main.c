@@ -703,8 +703,12 @@ int main(int argc, char **argv)
 {
 	int rc = qproxy_main(argc, argv);
 
-	/* Process 1 must not exit, whatever ended it (a bad config too): the kernel would panic. */
-	if (init_is_pid1()) {
+	/*
+	 * The enclave half as process 1 must not exit, whatever ended it (a bad config
+	 * too): the kernel would panic. The other commands keep their exit, as the CMD of
+	 * a container (a PID namespace) they are often process 1 and mean to exit.
+	 */
+	if (init_is_pid1() && argc > 1 && strcmp(argv[1], "enclave") == 0) {
 		log_always(LOG_INFO, "qproxy: process 1 powering off (exit status %d)", rc);
 		init_poweroff();
 		log_error(0, "power off: %s", strerror(errno));
