@@ -125,29 +125,32 @@ static bool fail(struct cbor_dec *d, int err)
 	return false;
 }
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool utf8_valid(const uint8_t *s, size_t n)
+size_t cbor_utf8_char(const uint8_t *s, size_t n)
 {
 	static const uint32_t min[4] = {0, 0x80, 0x800, 0x10000};
-	size_t i = 0;
+	uint8_t c = s[0];
+	size_t k = c < 0x80 ? 0 : c >= 0xc0 && c < 0xe0 ? 1 : c >= 0xe0 && c < 0xf0 ? 2 : 3;
+	uint32_t cp = c & (0x3f >> k);
 
-	while (i < n) {
-		uint8_t c = s[i++];
-		size_t k = c < 0x80 ? 0 : c >= 0xc0 && c < 0xe0 ? 1 : c >= 0xe0 && c < 0xf0 ? 2 : 3;
-		uint32_t cp = c & (0x3f >> k);
-
-		if (k == 0)
-			continue;
-		if ((c & 0xc0) == 0x80 || c >= 0xf8 || n - i < k)
-			return false;
-		for (size_t j = 0; j < k; j++, i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i] & 0x3f);
-		}
-		if (cp < min[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
+	if (k == 0)
+		return 1;
+	if ((c & 0xc0) == 0x80 || c >= 0xf8 || n - 1 < k)
+		return 0;
+	for (size_t j = 1; j <= k; j++) {
+		if ((s[j] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[j] & 0x3f);
 	}
+	if (cp < min[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return k + 1;
+}
+
+static bool utf8_valid(const uint8_t *s, size_t n)
+{
+	for (size_t i = 0, k; i < n; i += k)
+		if ((k = cbor_utf8_char(s + i, n - i)) == 0)
+			return false;
 	return true;
 }
 

@@ -99,6 +99,13 @@ bool cbor_skip(struct cbor_dec *d, int max_depth);
 enum cbor_err cbor_check(const void *buf, size_t len, int max_depth);
 const char *cbor_strerror(int err);
 
+/*
+ * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
+ * The length of the character s starts with (1..4), within n > 0 bytes; 0 when the
+ * bytes there are not one.
+ */
+size_t cbor_utf8_char(const uint8_t *s, size_t n);
+
 /* Is the item the text string s? For matching map keys. */
 bool cbor_text_eq(const struct cbor_item *it, const char *s);
 

@@ -129,6 +129,7 @@ static const struct key keys[] = {
     {T_OUTBOUND, "idle_timeout", V_NUMBER, false, SP_NONE, RULE(idle_timeout)},
     {T_OUTBOUND, "connect_timeout", V_NUMBER, false, SP_NONE, RULE(connect_timeout)},
     {T_ENCLAVE, "hosts_file", V_PATH, false, SP_NONE, CONF(hosts_file)},
+    {T_ENCLAVE, "sync_clock", V_BOOL, false, SP_NONE, CONF(sync_clock)},
     {T_EGRESS, "vsock_port", V_VSOCK_PORT, true, SP_VSOCK, CONF(egress_vsock_port)},
     /* The enclave half listens on 127.0.0.1:proxy_port, where an outbound rule might. */
     {T_EGRESS, "proxy_port", V_TCP_PORT, false, SP_ENCLAVE, CONF(egress_proxy_port)},
@@ -1329,8 +1330,8 @@ static void print_table(FILE *out, enum kind kind, const char *base)
 
 /*
  * Rules, then [enclave], [egress], [host], then [log_location]: the guide's files
- * end with their logs. [enclave] holds only hosts_file and [host] only metrics, so
- * each is printed only when that is set.
+ * end with their logs. [enclave] and [host] are printed only when one of their keys
+ * is set.
  */
 void config_print(const struct config *c, FILE *out)
 {
@@ -1357,7 +1358,7 @@ void config_print(const struct config *c, FILE *out)
 		}
 	}
 	bool any = c->nrules > 0;
-	if (c->hosts_file[0]) {
+	if (c->hosts_file[0] || c->sync_clock) {
 		if (any)
 			fputc('\n', out);
 		print_table(out, T_ENCLAVE, (const char *)c);

@@ -68,6 +68,7 @@ struct config {
 	char egress_resolv_conf[CONFIG_STR_MAX]; /* "" when not set */
 	uint32_t egress_connect_timeout; /* seconds per address, 0: CONFIG_CONNECT_TIMEOUT */
 	struct policy egress;		 /* allow and deny, each entry with its line */
+	bool sync_clock; /* [enclave] sync_clock: the enclave half sets its clock from the host's */
 
 	/* Every problem found, each "FILE:LINE: message", in line order. */
 	char **errors;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "egress.h"
+#include "clocksync.h"
 #include "log.h"
 #include "message.h"
 #include "net.h"
@@ -28,9 +29,11 @@
 #define CANDIDATES 4
 /* An unanswered question younger than this is joined; an older one may be lost: ask anew. */
 #define STATS_JOIN_MS 500
-/* Log lines the enclave keeps while the link is down: 128 x 512 bytes. */
+/* Log lines the enclave keeps while the link is down: 128 x 1 KiB (an app's line is long). */
 #define RING_LINES 128
-#define RING_LINE_MAX 512
+#define RING_LINE_MAX MSG_TEXT_MAX
+/* Enclave, with sync_clock: how often it asks the host for the time. */
+#define CLOCK_EVERY_MS 60000
 
 struct ring_line {
 	unsigned char level;
@@ -98,6 +101,18 @@ struct control {
 	struct ring_line *ring;
 	unsigned ring_head, ring_n;
 	uint64_t dropped;
+
+	/*
+	 * The app's state: enclave, the supervisor's, sent on each change (app_pending
+	 * until it is); host, the enclave's last word on it. app_at: when it was set.
+	 */
+	bool has_app, app_pending;
+	struct msg_app app;
+	int64_t app_at;
+
+	/* enclave, with sync_clock: the question for the host's time in flight */
+	uint64_t clock_seq;
+	int64_t clock_asked_ns, clock_last;
 };
 
 /* The log sink has no argument: one control channel per process. */
@@ -169,6 +184,27 @@ static bool send_log(struct control *ctl, int level, const char *text, size_t le
 	return ctl->link && link_send(ctl->link, &m);
 }
 
+/* The app's state now: its uptime counts on from when it was set. */
+static struct msg_app app_now(const struct control *ctl)
+{
+	struct msg_app a = ctl->app;
+
+	if (a.running)
+		a.uptime_ms += (uint64_t)(loop_now() - ctl->app_at);
+	return a;
+}
+
+static void app_flush(struct control *ctl)
+{
+	struct msg m = {.type = MSG_APP, .has_app = true};
+
+	if (!ctl->app_pending || !ctl->link)
+		return;
+	m.app = app_now(ctl);
+	if (link_send(ctl->link, &m))
+		ctl->app_pending = false;
+}
+
 static void ring_push(struct control *ctl, int level, const char *line, size_t len)
 {
 	if (ctl->ring_n == RING_LINES) {
@@ -185,7 +221,7 @@ static void ring_push(struct control *ctl, int level, const char *line, size_t l
 	memcpy(l->text, line, len);
 }
 
-/* Send what the ring holds, as far as the output buffer takes it. */
+/* Send what the ring holds, as far as the output buffer takes it; then the app's state. */
 static void ring_flush(struct control *ctl)
 {
 	while (ctl->link && ctl->ring_n > 0) {
@@ -203,6 +239,8 @@ static void ring_flush(struct control *ctl)
 			 "control: %llu log lines were dropped while the host half was unreachable",
 			 (unsigned long long)n);
 	}
+	if (ctl->ring_n == 0)
+		app_flush(ctl);
 }
 
 /* Every line the enclave half logs goes to the host too, or waits in the ring. */
@@ -306,7 +344,8 @@ void control_set_egress(struct control *ctl, const struct egress_stats *egress)
 
 /*
  * An enclave line keeps its own time and level in front, and says whose it is
- * right after: "TIME LEVEL [enclave] message".
+ * right after: "TIME LEVEL [enclave] message". The app's lines say so already:
+ * "TIME LEVEL [app] line".
  */
 static void write_enclave_line(const char *text)
 {
@@ -319,14 +358,93 @@ static void write_enclave_line(const char *text)
 		rest = strchr(rest, ' ');
 	if (rest)
 		rest += strspn(rest, " ");
+	const char *whose = rest && strncmp(rest, "[app] ", 6) == 0 ? "" : "[enclave] ";
 	int n =
-	    rest ? snprintf(line, sizeof(line), "%.*s[enclave] %s", (int)(rest - text), text, rest)
+	    rest ? snprintf(line, sizeof(line), "%.*s%s%s", (int)(rest - text), text, whose, rest)
 		 : snprintf(line, sizeof(line), "[enclave] %s", text);
 	log_write_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+/* Host: the enclave's app changed; each exit is news. */
+static void on_app(struct control *ctl, const struct msg *m)
+{
+	const struct msg_app *a = &m->app;
+
+	if (!m->has_app)
+		return;
+	bool news = a->exits > 0 && (!ctl->has_app || a->exits != ctl->app.exits);
+	ctl->has_app = true;
+	ctl->app = *a;
+	ctl->app_at = loop_now();
+	if (!news)
+		return;
+	int level = a->status == 0 ? LOG_INFO : LOG_WARN;
+	if (a->signal)
+		log_always(level, "enclave app exited on signal %u (%s), status %u; %llu restarts",
+			   a->signal, strsignal((int)a->signal), a->status,
+			   (unsigned long long)a->restarts);
+	else
+		log_always(level, "enclave app exited with status %u; %llu restarts", a->status,
+			   (unsigned long long)a->restarts);
+}
+
+static int64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Enclave: the host's time, answering our question: step the clock when it is off. */
+static void on_time(struct control *ctl, const struct msg *m)
+{
+	if (!ctl->cfg->sync_clock || m->seq != ctl->clock_seq || ctl->clock_asked_ns == 0)
+		return;
+	struct clocksync_sample smp = {
+	    .rtt_ns = monotonic_ns() - ctl->clock_asked_ns,
+	    .host_ns = (int64_t)m->time_ns,
+	    .local_ns = realtime_ns(),
+	};
+	ctl->clock_asked_ns = 0;
+	int64_t offset;
+	enum clocksync_verdict v = clocksync_judge(&smp, &offset);
+	if (v == CLOCKSYNC_SLOW) {
+		log_debug(0, "clock: sample skipped: round trip %lld ms",
+			  (long long)(smp.rtt_ns / 1000000));
+		return;
+	}
+	if (v == CLOCKSYNC_CLOSE) {
+		log_debug(0, "clock: %+.3f ms from the host's (round trip %.1f ms): left alone",
+			  (double)offset / 1e6, (double)smp.rtt_ns / 1e6);
+		return;
+	}
+	/* Where the clock should be now, from the same reading the offset was taken from. */
+	int64_t want = realtime_ns() + offset;
+	struct timespec ts = {.tv_sec = want / 1000000000, .tv_nsec = want % 1000000000};
+	if (clock_settime(CLOCK_REALTIME, &ts) != 0) {
+		log_warn(0, "clock: cannot step the clock by %+.3f s to the host's: %s",
+			 (double)offset / 1e9, strerror(errno));
+		return;
+	}
+	log_warn(0,
+		 "clock: stepped by %+.3f s to the host's time (round trip %.1f ms, error at most "
+		 "%.1f ms)",
+		 (double)offset / 1e9, (double)smp.rtt_ns / 1e6, (double)smp.rtt_ns / 2e6);
+}
+
 static void on_message(struct control *ctl, struct msg *m)
 {
+	struct msg reply = {.type = MSG_TIME, .seq = m->seq};
+
 	switch (m->type) {
 	case MSG_HELLO:
 		on_hello(ctl, m);
@@ -342,6 +460,20 @@ static void on_message(struct control *ctl, struct msg *m)
 	case MSG_STATS:
 		if (ctl->host)
 			on_stats(ctl, m);
+		break;
+	case MSG_APP:
+		if (ctl->host)
+			on_app(ctl, m);
+		break;
+	case MSG_TIME_REQ:
+		/* Answered at once: the round trip bounds the error of the enclave's reading. */
+		reply.time_ns = (uint64_t)realtime_ns();
+		if (ctl->host && ctl->link)
+			link_send(ctl->link, &reply);
+		break;
+	case MSG_TIME:
+		if (!ctl->host)
+			on_time(ctl, m);
 		break;
 	default:
 		break; /* HEARTBEAT, or a type of a later version: its arrival is all we need */
@@ -506,6 +638,10 @@ static void link_up(struct control *ctl, int fd)
 	ctl->down_since = 0;
 	ctl->down_logged = false;
 	log_info(0, "control: link to the host half up (%s)", ctl->peer);
+	/* The app's state again: the host half may be a new one. */
+	ctl->app_pending = ctl->has_app;
+	/* And the clock's question at the next tick. */
+	ctl->clock_last = 0;
 	ring_flush(ctl);
 }
 
@@ -556,6 +692,12 @@ static void on_tick(struct loop *l, struct loop_timer *t)
 	}
 	if (now - k->last_tx >= HEARTBEAT_MS)
 		send_simple(ctl, MSG_HEARTBEAT, ++ctl->seq);
+	if (!ctl->host && ctl->cfg->sync_clock &&
+	    (ctl->clock_last == 0 || now - ctl->clock_last >= CLOCK_EVERY_MS)) {
+		ctl->clock_last = now;
+		ctl->clock_asked_ns = monotonic_ns();
+		send_simple(ctl, MSG_TIME_REQ, ctl->clock_seq = ++ctl->seq);
+	}
 }
 
 static void on_accept(struct loop *l, int fd, short rev, void *arg)
@@ -783,4 +925,26 @@ void control_cancel_stats(struct control *ctl, void *arg)
 		if (ctl->waiters[i].arg != arg)
 			ctl->waiters[keep++] = ctl->waiters[i];
 	ctl->nwaiters = keep;
+}
+
+void control_set_app(struct control *ctl, const struct msg_app *a)
+{
+	ctl->has_app = true;
+	ctl->app = *a;
+	ctl->app_at = loop_now();
+	ctl->app_pending = true;
+	if (ctl->ring_n == 0)
+		app_flush(ctl);
+}
+
+bool control_app(const struct control *ctl, struct msg_app *a)
+{
+	if (ctl->has_app)
+		*a = app_now(ctl);
+	return ctl->has_app;
+}
+
+bool control_drained(const struct control *ctl)
+{
+	return ctl->link && ctl->link->out_len == 0 && ctl->ring_n == 0 && !ctl->app_pending;
 }

@@ -58,4 +58,20 @@ void control_cancel_stats(struct control *ctl, void *arg);
 struct egress_stats;
 void control_set_egress(struct control *ctl, const struct egress_stats *egress);
 
+/*
+ * Enclave: the supervised app's state changed (supervisor.h): it goes to the host
+ * half now, or when the link is next up, after the log lines waiting for it.
+ */
+void control_set_app(struct control *ctl, const struct msg_app *a);
+
+/*
+ * The app's state: the enclave half's own, or on the host the enclave's last word
+ * on it, its uptime counted on to now. false when there is no app (none said yet).
+ * For `qproxy status` and whoever else reports on the app.
+ */
+bool control_app(const struct control *ctl, struct msg_app *a);
+
+/* Enclave: everything queued (log lines, the app's state) handed to the linked host half. */
+bool control_drained(const struct control *ctl);
+
 #endif

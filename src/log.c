@@ -82,17 +82,14 @@ int log_open(const char *dir, const char *file, char *err, size_t errlen)
 	return 0;
 }
 
-void log_msg(int level, unsigned long conn, const char *fmt, ...)
+static void vlog(int level, unsigned long conn, const char *fmt, va_list ap)
 {
 	static const char *const tags[] = {"OFF", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"};
 	char line[1024];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
-	va_list ap;
 
-	if (!log_on(level) || level <= LOG_OFF)
-		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -100,9 +97,7 @@ void log_msg(int level, unsigned long conn, const char *fmt, ...)
 			      tags[level > LOG_TRACE ? LOG_TRACE : level]);
 	if (conn)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "c%lu ", conn);
-	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	va_end(ap);
 	/* A message cut short still ends in a newline: one event, one line. */
 	if (m < 0)
 		m = 0;
@@ -118,6 +113,33 @@ void log_msg(int level, unsigned long conn, const char *fmt, ...)
 		log_sink(level, line, n - 1);
 		in_sink = false;
 	}
+}
+
+void log_msg(int level, unsigned long conn, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_on(level) || level <= LOG_OFF)
+		return;
+	va_start(ap, fmt);
+	vlog(level, conn, fmt, ap);
+	va_end(ap);
+}
+
+void log_always(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (log_level_current <= LOG_OFF)
+		return;
+	va_start(ap, fmt);
+	vlog(level, 0, fmt, ap);
+	va_end(ap);
+}
+
+void log_app(int level, const char *text)
+{
+	log_always(level, "[app] %s", text);
 }
 
 void log_set_sink(void (*fn)(int level, const char *line, size_t len))

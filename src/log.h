@@ -23,6 +23,14 @@ void log_msg(int level, unsigned long conn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /*
+ * A line written whatever the level, unless the log is off, and handed to the sink
+ * like any: the app's start, end and restarts, which are news at any level.
+ */
+void log_always(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line of the app's output (supervisor.h): "[app] text", as log_always() writes it. */
+void log_app(int level, const char *text);
+
+/*
  * Also hand every line written (without its newline) to fn: the enclave half
  * sends its log to the host this way. fn may log; those lines are not handed on.
  */

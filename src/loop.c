@@ -44,11 +44,27 @@ struct loop {
 	bool stopping;
 };
 
-static volatile sig_atomic_t caught_signal;
+/*
+ * One flag per signal: SIGCHLD and SIGTERM can land in the same wait, and neither
+ * may be lost; loop_once() hands them on one per call, lowest first.
+ */
+static volatile sig_atomic_t caught[65];
 
 static void on_signal(int sig)
 {
-	caught_signal = sig;
+	if (sig > 0 && sig < 65)
+		caught[sig] = 1;
+}
+
+static int take_signal(void)
+{
+	for (int sig = 1; sig < 65; sig++) {
+		if (caught[sig]) {
+			caught[sig] = 0;
+			return sig;
+		}
+	}
+	return 0;
 }
 
 struct loop *loop_new(void)
@@ -299,12 +315,13 @@ int loop_catch_signal(struct loop *l, int sig)
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigset_t set;
 
-	(void)l;
 	sigemptyset(&sa.sa_mask);
 	sigemptyset(&set);
 	sigaddset(&set, sig);
 	if (sigaction(sig, &sa, NULL) != 0)
 		return -1;
+	/* Caught in the wait even when it was blocked already as this loop was made. */
+	sigdelset(&l->wait_mask, sig);
 	return sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -321,6 +338,9 @@ static void run_timers(struct loop *l)
 
 int loop_once(struct loop *l, int max_ms)
 {
+	int sig = take_signal();
+	if (sig)
+		return sig; /* one of several caught in the last wait */
 	int64_t ms = max_ms;
 	int64_t next = l->nheap > 0 ? l->heap[0]->when : -1, resume = next_resume(l);
 	if (resume >= 0 && (next < 0 || resume < next))
@@ -336,11 +356,8 @@ int loop_once(struct loop *l, int max_ms)
 			    &l->wait_mask);
 	if (n < 0 && errno != EINTR)
 		return -1;
-	if (caught_signal) {
-		int sig = caught_signal;
-		caught_signal = 0;
+	if ((sig = take_signal()) != 0)
 		return sig;
-	}
 	for (int i = 0; i < n; i++) {
 		uint64_t data = l->evs[i].data.u64;
 		int fd = (int)(uint32_t)data;
@@ -362,12 +379,13 @@ int loop_once(struct loop *l, int max_ms)
 
 int loop_run(struct loop *l)
 {
-	l->stopping = false;
+	/* A stop asked for between two runs (after a signal came back) still counts. */
 	while (!l->stopping) {
 		int r = loop_once(l, -1);
 		if (r != 0)
 			return r;
 	}
+	l->stopping = false;
 	return 0;
 }
 

@@ -62,7 +62,10 @@ int loop_catch_signal(struct loop *l, int sig);
 /* One wait (at most max_ms, -1 for no limit) and its dispatch: 0, a caught signal, or -1. */
 int loop_once(struct loop *l, int max_ms);
 
-/* Poll and dispatch: returns a caught signal's number, 0 after loop_stop(), -1 on error. */
+/*
+ * Poll and dispatch: returns a caught signal's number, 0 after loop_stop() (called
+ * during this run or since the last one returned), -1 on error.
+ */
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 

@@ -7,12 +7,14 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "config.h"
 #include "control.h"
 #include "egress.h"
 #include "egress_proxy.h"
 #include "hosts.h"
+#include "init.h"
 #include "log.h"
 #include "loopback.h"
 #include "loop.h"
@@ -21,12 +23,16 @@
 #include "proxy.h"
 #include "relay.h"
 #include "status.h"
+#include "supervisor.h"
 #include "version.h"
 
 enum exit_code { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 
 #define DEFAULT_PARENT_CID 3
 #define DEFAULT_CONTROL_PORT 6666
+#define DEFAULT_STOP_TIMEOUT_S 10
+/* Before the enclave half exits (or powers off), at most this long for the host to hear all. */
+#define FLUSH_MS 5000
 
 static const char usage_main[] =
     "Usage: qproxy <COMMAND>\n"
@@ -86,7 +92,7 @@ static const char usage_host[] =
 static const char usage_enclave[] =
     "The part of qproxy that runs inside the enclave\n"
     "\n"
-    "Usage: qproxy enclave [OPTIONS]\n"
+    "Usage: qproxy enclave [OPTIONS] [-- COMMAND [ARGS...]]\n"
     "\n"
     "Options:\n"
     "      --parent-cid <PARENT_CID>  The CID of the parent VM of this enclave\n"
@@ -101,6 +107,9 @@ static const char usage_enclave[] =
     "                                 no CID, so the check that only the parent may connect is\n"
     "                                 not made [env: QPROXY_VSOCK_DIR=]\n"
     "      --cid <CID>                This enclave's own CID, with --vsock-dir [env: QPROXY_CID=]\n"
+    "      --restart <POLICY>         With a COMMAND: no, on-failure or always [default: no]\n"
+    "      --stop-timeout <SECONDS>   With a COMMAND: from SIGTERM (or SIGINT) passed on to the\n"
+    "                                 app to SIGKILL [default: 10] [0..=3600]\n"
     "  -h, --help                     Print help\n"
     "\n"
     "Vsock connections are accepted only from the parent CID; others are closed and logged.\n"
@@ -109,7 +118,14 @@ static const char usage_enclave[] =
     "At start it brings the loopback interface up if it is down, and writes [enclave] "
     "hosts_file.\n"
     "With [egress] it serves HTTP CONNECT and SOCKS5 on 127.0.0.1:proxy_port, and with\n"
-    "dns = true a DNS server on 127.0.0.1:53 (resolv_conf pointed at it).\n";
+    "dns = true a DNS server on 127.0.0.1:53 (resolv_conf pointed at it).\n"
+    "\n"
+    "With -- COMMAND, it then runs the app: in its own process group, its stdout and stderr\n"
+    "logged here and on the host as '[app]' lines (stdout at info, stderr at warn, whatever\n"
+    "the log level). SIGTERM and SIGINT go to the app; when it ends and --restart does not\n"
+    "start it again, this half exits with its status (128+N for signal N). As process 1 it\n"
+    "mounts /proc, /sys, /dev, /run and /tmp where missing, reaps orphans, and powers the\n"
+    "machine off at the end.\n";
 
 static const char usage_check[] =
     "Check the qproxy configuration file\n"
@@ -150,6 +166,9 @@ struct opts {
 	const char *threads;
 	const char *status_socket;
 	const char *metrics;
+	const char *restart;
+	const char *stop_timeout;
+	char **app_argv; /* enclave: COMMAND [ARGS...] after --, NULL-terminated */
 	int family;
 };
 
@@ -202,6 +221,8 @@ static const struct optdef optdefs[] = {
     {"ipv6", 0, 1u << CMD_HOST, false, 0},
     {"parent-cid", 0, 1u << CMD_ENCLAVE, true, F(parent_cid)},
     {"cid", 0, 1u << CMD_ENCLAVE, true, F(cid)},
+    {"restart", 0, 1u << CMD_ENCLAVE, true, F(restart)},
+    {"stop-timeout", 0, 1u << CMD_ENCLAVE, true, F(stop_timeout)},
     {"status-socket", 0, (1u << CMD_HOST) | (1u << CMD_STATUS), true, F(status_socket)},
     /* The enclave half takes it only to say where the metrics are served. */
     {"metrics", 0, HALVES, true, F(metrics)},
@@ -239,6 +260,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return usage_error(cmd, "unexpected argument '%s'", a);
 			positional = a;
 			continue;
+		}
+		if (strcmp(a, "--") == 0 && o->cmd == CMD_ENCLAVE) {
+			/* The rest is the app's: its options are not ours. */
+			if (i + 1 >= argc)
+				return usage_error(cmd, "%s", "'--' must be followed by a COMMAND");
+			o->app_argv = argv + i + 1;
+			break;
 		}
 		if (strcmp(a, "--") == 0) {
 			only_positional = true;
@@ -279,6 +307,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		o->config = positional;
 	else if (positional)
 		return usage_error(cmd, "unexpected argument '%s'", positional);
+	if (!o->app_argv && (o->restart || o->stop_timeout))
+		return usage_error(
+		    cmd, "%s", "--restart and --stop-timeout need an app: -- COMMAND [ARGS...]");
 	return -1;
 }
 
@@ -409,8 +440,8 @@ static int half_cids(const struct opts *o, struct proxy_opts *po, uint32_t *self
 	return -1;
 }
 
-/* The level (the config's, RUST_LOG over it) and this half's log file. */
-static int log_setup(const struct config *c, bool host, char *err, size_t errlen)
+/* The level: the config's, RUST_LOG over it. */
+static void log_level_setup(const struct config *c)
 {
 	int level = c->log_level >= 0 ? c->log_level : LOG_WARN;
 	const char *rust_log = getenv("RUST_LOG");
@@ -424,6 +455,11 @@ static int log_setup(const struct config *c, bool host, char *err, size_t errlen
 				rust_log, log_level_name(level));
 	}
 	log_set_level(level);
+}
+
+/* This half's log file, if it has one. */
+static int log_file_setup(const struct config *c, bool host, char *err, size_t errlen)
+{
 	const char *file = host ? c->host_log : c->enclave_log;
 	if (c->has_log_location && *file)
 		return log_open(host ? c->host_log_dir : c->enclave_log_dir, file, err, errlen);
@@ -444,9 +480,47 @@ static int process_setup(const struct opts *o, uint32_t self_cid, char *err, siz
 	return 0;
 }
 
+static void on_app_changed(void *arg, const struct msg_app *app)
+{
+	control_set_app(arg, app);
+}
+
+/*
+ * The loop until the half stops: a signal (passed on to the app, when there is
+ * one, which then ends the half by ending), or the app's end. SIGCHLD reaps.
+ * A caught signal's number, 0 when the app ended, or -1 on an error.
+ */
+static int run_loop(struct loop *l, struct supervisor *sup)
+{
+	for (;;) {
+		int sig = loop_run(l);
+		if (sig == SIGCHLD && sup) {
+			supervisor_reap(sup);
+		} else if (sig == SIGCHLD) {
+			/* Process 1 without an app: orphans still come to it. */
+			while (waitpid(-1, NULL, WNOHANG) > 0)
+				;
+		} else if (sup && (sig == SIGTERM || sig == SIGINT)) {
+			supervisor_stop(sup, sig);
+		} else {
+			return sig;
+		}
+	}
+}
+
+/* Let the host half hear the end (the app's last lines, its exit), for a while at most. */
+static void flush_control(struct loop *l, struct control *ctl, struct supervisor *sup)
+{
+	int64_t end = loop_now() + FLUSH_MS;
+
+	while (!control_drained(ctl) && loop_now() < end)
+		if (loop_once(l, 100) == SIGCHLD && sup)
+			supervisor_reap(sup);
+}
+
 /* The half itself, until a signal stops it: an exit code. */
 static int run(const struct opts *o, const struct config *c, const struct proxy_opts *po,
-	       uint32_t control_port)
+	       uint32_t control_port, const struct supervisor_opts *so)
 {
 	bool host = o->cmd == CMD_HOST;
 	const char *cmd = cmd_names[o->cmd];
@@ -463,6 +537,8 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 	struct egress_proxy *ep = NULL;
 	struct metrics *ms = NULL;
 	const char *metrics_at = o->metrics ? o->metrics : c->metrics;
+	struct supervisor *sup = NULL;
+	bool pid1 = !host && init_is_pid1();
 	struct loop *l = loop_new();
 	struct proxy *px = l ? proxy_new(l, c, po) : NULL;
 	if (px)
@@ -479,9 +555,12 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 		control_set_egress(ctl, egress_proxy_stats(ep));
 	if (st && *metrics_at)
 		ms = metrics_new(l, c, px, ctl);
+	if (ctl && so)
+		sup = supervisor_new(l, so, on_app_changed, ctl);
 	if (!ctl || (host && !es) || (!host && !ep) || (host && *metrics_at && !ms) ||
-	    loop_catch_signal(l, SIGTERM) != 0 ||
-	    loop_catch_signal(l, SIGINT) != 0) {
+	    (so && !sup) || loop_catch_signal(l, SIGTERM) != 0 ||
+	    loop_catch_signal(l, SIGINT) != 0 ||
+	    ((sup || pid1) && loop_catch_signal(l, SIGCHLD) != 0)) {
 		fprintf(stderr, "qproxy: error: start: %s\n", strerror(errno));
 		goto out;
 	}
@@ -513,17 +592,30 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 		log_error(0, "%s", err);
 		goto out;
 	}
-	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s", QPROXY_VERSION, cmd, c->nrules,
-		 host ? "enclave" : "parent", po->peer_cid, o->vsock_dir ? ", vsock emulated" : "");
-	int sig = loop_run(l);
+	log_info(0, "qproxy %s %s started: %zu rules, %s CID %u%s%s", QPROXY_VERSION, cmd,
+		 c->nrules, host ? "enclave" : "parent", po->peer_cid,
+		 o->vsock_dir ? ", vsock emulated" : "", pid1 ? ", as process 1" : "");
+	/* Only now, with the listeners up, lo up and the hosts file written: the app's network. */
+	if (sup && supervisor_start(sup, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qproxy: error: %s\n", err);
+		log_error(0, "%s", err);
+		goto out;
+	}
+	int sig = run_loop(l, sup);
 	if (sig < 0) {
 		log_error(0, "event loop: %s", strerror(errno));
 		fprintf(stderr, "qproxy: error: event loop: %s\n", strerror(errno));
 		goto out;
 	}
-	log_info(0, "qproxy %s stopping on signal %d", cmd, sig);
-	rc = EXIT_OK;
+	rc = sup ? supervisor_status(sup) : EXIT_OK;
+	if (sup)
+		log_info(0, "qproxy %s stopping: the app has ended, status %d", cmd, rc);
+	else
+		log_info(0, "qproxy %s stopping on signal %d", cmd, sig);
+	if (sup || pid1)
+		flush_control(l, ctl, sup);
 out:
+	supervisor_free(sup);
 	metrics_free(ms);
 	egress_server_free(es);
 	egress_proxy_free(ep);
@@ -534,16 +626,34 @@ out:
 	return rc;
 }
 
+/* The app's options from the command line into so; -1, or a usage error's exit code. */
+static int app_opts(const struct opts *o, struct supervisor_opts *so)
+{
+	uint32_t secs = DEFAULT_STOP_TIMEOUT_S;
+
+	*so = (struct supervisor_opts){.argv = o->app_argv, .restart = RESTART_NO};
+	if (o->restart && supervisor_restart_parse(o->restart, &so->restart) != 0)
+		return usage_error(cmd_names[o->cmd],
+				   "invalid --restart '%s' (no, on-failure, always)", o->restart);
+	if (o->stop_timeout && !parse_u32(o->stop_timeout, 0, 3600, &secs))
+		return usage_error(cmd_names[o->cmd],
+				   "invalid --stop-timeout '%s' (0..3600 seconds)",
+				   o->stop_timeout);
+	so->stop_timeout_ms = (int64_t)secs * 1000;
+	return -1;
+}
+
 static int run_half(const struct opts *o, uint32_t control_port)
 {
 	bool host = o->cmd == CMD_HOST;
+	struct supervisor_opts so;
 	struct proxy_opts po = {.role = host ? PROXY_HOST : PROXY_ENCLAVE, .family = o->family};
 	uint32_t self_cid;
 	char err[512];
 	struct config c;
 
 	int rc = half_cids(o, &po, &self_cid);
-	if (rc >= 0)
+	if (rc >= 0 || (o->app_argv && (rc = app_opts(o, &so)) >= 0))
 		return rc;
 	if (!o->config)
 		return usage_error(cmd_names[o->cmd], "%s",
@@ -552,18 +662,23 @@ static int run_half(const struct opts *o, uint32_t control_port)
 		config_free(&c);
 		return EXIT_CONFIG;
 	}
-	if (log_setup(&c, host, err, sizeof(err)) != 0 ||
+	bool pid1 = !host && init_is_pid1();
+	log_level_setup(&c);
+	/* Process 1 mounts first: the log file may be on /tmp or /run. */
+	if (pid1)
+		init_mount();
+	if (log_file_setup(&c, host, err, sizeof(err)) != 0 ||
 	    process_setup(o, self_cid, err, sizeof(err)) != 0) {
 		fprintf(stderr, "qproxy: error: %s\n", err);
 		rc = EXIT_RUNTIME;
 	} else {
-		rc = run(o, &c, &po, control_port);
+		rc = run(o, &c, &po, control_port, o->app_argv ? &so : NULL);
 	}
 	config_free(&c);
 	return rc;
 }
 
-int main(int argc, char **argv)
+static int qproxy_main(int argc, char **argv)
 {
 	struct opts o = {.family = AF_UNSPEC};
 	const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -635,4 +750,21 @@ int main(int argc, char **argv)
 	if (o.cmd == CMD_STATUS)
 		return status(&o);
 	return run_half(&o, control_port);
+}
+
+int main(int argc, char **argv)
+{
+	int rc = qproxy_main(argc, argv);
+
+	/*
+	 * The enclave half as process 1 must not exit, whatever ended it (a bad config
+	 * too): the kernel would panic. The other commands keep their exit, as the CMD of
+	 * a container (a PID namespace) they are often process 1 and mean to exit.
+	 */
+	if (init_is_pid1() && argc > 1 && strcmp(argv[1], "enclave") == 0) {
+		log_always(LOG_INFO, "qproxy: process 1 powering off (exit status %d)", rc);
+		init_poweroff();
+		log_error(0, "power off: %s", strerror(errno));
+	}
+	return rc;
 }

@@ -24,8 +24,11 @@ enum {
 	K_PEER_STATS,
 	K_EGRESS,
 	K_PEER_EGRESS,
+	K_APP,
+	K_TIME,
 };
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
+enum { A_CMD, A_PID, A_RUNNING, A_UPTIME, A_RESTARTS, A_EXITS, A_STATUS, A_SIGNAL, A_KEYS };
 enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN, S_REFUSED, S_LIMIT, S_KEYS };
 enum { E_DEST, E_OPEN, E_TOTAL, E_DENIED, E_UP, E_DOWN, E_KEYS };
 
@@ -37,8 +40,9 @@ enum { E_DEST, E_OPEN, E_TOTAL, E_DENIED, E_UP, E_DOWN, E_KEYS };
 #define STAT_MAX (1 + S_KEYS * (1 + 9))
 /* An egress entry: its destination's text and five counters, each under a key byte. */
 #define EGRESS_ENTRY_MAX (1 + 1 + 3 + MSG_DEST_MAX + (E_KEYS - 1) * (1 + 9))
+#define APP_MAX (1 + A_KEYS * (1 + 9) + MSG_APP_CMD_MAX + 2)
 _Static_assert(MSG_STATUS_MAX >= MSG_MAX + 2 * (1 + 3 + MSG_MAX_RULES * STAT_MAX) +
-				     2 * MSG_VERSION_MAX + 64 +
+				     2 * MSG_VERSION_MAX + APP_MAX + 64 +
 				     2 * (3 + MSG_EGRESS_MAX * EGRESS_ENTRY_MAX),
 	       "a status reply may not fit in MSG_STATUS_MAX");
 
@@ -107,6 +111,24 @@ static void put_egress(struct cbor_enc *e, const struct msg_egress *v, size_t n)
 			cbor_put_uint(e, k);
 			cbor_put_uint(e, c[k]);
 		}
+	}
+}
+
+static void put_app(struct cbor_enc *e, const struct msg_app *a)
+{
+	const uint64_t v[A_KEYS] = {0,		 a->pid,   0,	      a->uptime_ms,
+				    a->restarts, a->exits, a->status, a->signal};
+
+	cbor_put_map(e, A_KEYS);
+	cbor_put_uint(e, A_CMD);
+	cbor_put_cstr(e, a->command);
+	cbor_put_uint(e, A_RUNNING);
+	cbor_put_bool(e, a->running);
+	for (unsigned k = A_PID; k < A_KEYS; k++) {
+		if (k == A_RUNNING)
+			continue;
+		cbor_put_uint(e, k);
+		cbor_put_uint(e, v[k]);
 	}
 }
 
@@ -210,7 +232,11 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 	case MSG_HEARTBEAT:
 	case MSG_STATS_REQ:
 	case MSG_STATS:
-		cbor_put_map(&e, m->type == MSG_STATS ? 3 + (m->negress > 0) : 2);
+	case MSG_TIME_REQ:
+	case MSG_TIME:
+		cbor_put_map(&e, m->type == MSG_STATS  ? 3 + (m->negress > 0)
+				 : m->type == MSG_TIME ? 3
+						       : 2);
 		cbor_put_uint(&e, K_TYPE);
 		cbor_put_uint(&e, m->type);
 		cbor_put_uint(&e, K_SEQ);
@@ -223,9 +249,23 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 			cbor_put_uint(&e, K_EGRESS);
 			put_egress(&e, m->egress, m->negress);
 		}
+		if (m->type == MSG_TIME) {
+			cbor_put_uint(&e, K_TIME);
+			cbor_put_uint(&e, m->time_ns);
+		}
+		break;
+	case MSG_APP:
+		cbor_put_map(&e, m->has_app ? 2 : 1);
+		cbor_put_uint(&e, K_TYPE);
+		cbor_put_uint(&e, m->type);
+		if (m->has_app) {
+			cbor_put_uint(&e, K_APP);
+			put_app(&e, &m->app);
+		}
 		break;
 	case MSG_STATUS:
-		cbor_put_map(&e, 7 + m->has_peer_stats + (m->negress > 0) + (m->npeer_egress > 0));
+		cbor_put_map(&e, 7u + m->has_peer_stats + (m->negress > 0) + (m->npeer_egress > 0) +
+				     m->has_app);
 		cbor_put_uint(&e, K_TYPE);
 		cbor_put_uint(&e, m->type);
 		cbor_put_uint(&e, K_VERSION);
@@ -251,6 +291,10 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		if (m->npeer_egress > 0) {
 			cbor_put_uint(&e, K_PEER_EGRESS);
 			put_egress(&e, m->peer_egress, m->npeer_egress);
+		}
+		if (m->has_app) {
+			cbor_put_uint(&e, K_APP);
+			put_app(&e, &m->app);
 		}
 		break;
 	default:
@@ -437,6 +481,44 @@ static bool get_egress(struct rd *r, struct msg_egress *out)
 	return true;
 }
 
+static bool get_app(struct rd *r, struct msg_app *out)
+{
+	uint64_t n, k, v;
+	uint64_t *fields[A_KEYS] = {NULL,	    NULL,	 NULL, &out->uptime_ms,
+				    &out->restarts, &out->exits, NULL, NULL};
+
+	if (!get_container(r, "app", CBOR_MAP, 64, &n))
+		return false;
+	memset(out, 0, sizeof(*out));
+	for (uint64_t i = 0; i < n; i++) {
+		if (!get_uint(r, "app key", UINT64_MAX, &k))
+			return false;
+		bool ok;
+		switch (k) {
+		case A_CMD:
+			ok = get_text(r, "app command", out->command, sizeof(out->command));
+			break;
+		case A_RUNNING:
+			ok = get_bool(r, "app running", &out->running);
+			break;
+		case A_PID:
+		case A_STATUS:
+		case A_SIGNAL:
+			ok = get_uint(r, "app pid or status", UINT32_MAX, &v);
+			*(k == A_PID	  ? &out->pid
+			  : k == A_STATUS ? &out->status
+					  : &out->signal) = (uint32_t)v;
+			break;
+		default:
+			ok = k < A_KEYS ? get_uint(r, "app counter", UINT64_MAX, fields[k])
+					: skip(r);
+		}
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 static bool get_array_max(struct rd *r, const char *what, size_t size, uint64_t max, void **out,
 			  size_t *nout, bool (*get)(struct rd *, void *))
 {
@@ -560,6 +642,13 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 					   MSG_EGRESS_MAX, (void **)&m->peer_egress,
 					   &m->npeer_egress, get_egress_v);
 			break;
+		case K_APP:
+			ok = m->has_app ? fail(&r, "app given twice") : get_app(&r, &m->app);
+			m->has_app = ok;
+			break;
+		case K_TIME:
+			ok = get_uint(&r, "time", UINT64_MAX, &m->time_ns);
+			break;
 		default:
 			ok = skip(&r);
 		}
@@ -584,4 +673,5 @@ void msg_free(struct msg *m)
 	m->egress = m->peer_egress = NULL;
 	m->nrules = m->nstats = m->npeer_stats = m->negress = m->npeer_egress = 0;
 	m->has_peer_stats = false;
+	m->has_app = false;
 }

@@ -31,7 +31,24 @@ enum msg_type {
 	MSG_STATS_REQ = 4, /* host -> enclave: seq */
 	MSG_STATS = 5,	   /* enclave -> host: seq, one entry per rule; its egress counters */
 	/* The host half's answer on its status socket, never on the link. */
-	MSG_STATUS = 6, /* version, cid, connected, peer_version, rules, stats, peer_stats */
+	MSG_STATUS = 6,	  /* version, cid, connected, peer_version, rules, stats, peer_stats, app */
+	MSG_APP = 7,	  /* enclave -> host: app, the supervised app's state, on each change */
+	MSG_TIME_REQ = 8, /* enclave -> host: seq; asks for the host's wall-clock time */
+	MSG_TIME = 9,	  /* host -> enclave: seq, time_ns: the answer, at once */
+};
+
+#define MSG_APP_CMD_MAX 256
+
+/* The app the enclave half runs (supervisor.h), as the host half learns it. */
+struct msg_app {
+	char command[MSG_APP_CMD_MAX]; /* its command line, cut to fit */
+	uint32_t pid;		       /* while it runs, else 0 */
+	bool running;
+	uint64_t uptime_ms; /* while it runs: since it started, when this was sent */
+	uint64_t restarts;  /* starts after the first */
+	uint64_t exits;	    /* how often it has ended: each new one is logged on the host */
+	uint32_t status;    /* the last exit: its code, or 128 + signal */
+	uint32_t signal;    /* the signal that ended it, 0 for an exit */
 };
 
 struct msg_stat {
@@ -79,6 +96,10 @@ struct msg {
 	size_t negress;
 	struct msg_egress *peer_egress; /* STATUS: the enclave half's, from its STATS */
 	size_t npeer_egress;
+	/* APP; STATUS: when the enclave half runs an app and has said so. */
+	bool has_app;
+	struct msg_app app;
+	uint64_t time_ns; /* TIME: the host's CLOCK_REALTIME, ns since the epoch */
 };
 
 /*

@@ -86,6 +86,7 @@ static void answer(struct status_server *s, const struct msg *em)
 
 	snprintf(m.version, sizeof(m.version), "%s", QPROXY_VERSION);
 	m.connected = control_linked(s->ctl, &peer_version);
+	m.has_app = control_app(s->ctl, &m.app);
 	snprintf(m.peer_version, sizeof(m.peer_version), "%s", m.connected ? peer_version : "");
 	m.stats = calloc(c->nrules ? c->nrules : 1, sizeof(*m.stats));
 	m.peer_stats = calloc(c->nrules ? c->nrules : 1, sizeof(*m.peer_stats));
@@ -307,6 +308,25 @@ static void print_egress(FILE *out, const char *half, const struct msg_egress *e
 			(unsigned long long)e[i].bytes_down);
 }
 
+/* The enclave's app: its command, then how it is, on one line each. */
+static void print_app(FILE *out, const struct msg_app *a)
+{
+	char last[96] = "none";
+
+	if (a->exits && a->signal)
+		snprintf(last, sizeof(last), "status %u (signal %u, %s)", a->status, a->signal,
+			 strsignal((int)a->signal));
+	else if (a->exits)
+		snprintf(last, sizeof(last), "status %u", a->status);
+	fprintf(out, "enclave app: %s\n", a->command);
+	if (a->running)
+		fprintf(out, "  running, pid %u, uptime %llu s", a->pid,
+			(unsigned long long)(a->uptime_ms / 1000));
+	else
+		fprintf(out, "  exited");
+	fprintf(out, ", restarts %llu, last exit %s\n", (unsigned long long)a->restarts, last);
+}
+
 /* Read the whole reply: the host half writes it and closes. The length read, or -1. */
 static ssize_t read_reply(int fd, uint8_t *buf, size_t cap)
 {
@@ -359,6 +379,8 @@ int status_query(const char *path, FILE *out, char *err, size_t errlen)
 		fprintf(out, "enclave half: connected, qproxy %s\n", m.peer_version);
 	else
 		fprintf(out, "enclave half: not connected\n");
+	if (m.has_app)
+		print_app(out, &m.app);
 	fprintf(out, "%-28s %-8s %13s %8s %7s %14s %14s %8s\n", "RULE", "HALF", "OPEN", "TOTAL",
 		"FAILED", "BYTES UP", "BYTES DOWN", "REFUSED");
 	print_rows(out, "host", &m, m.stats);

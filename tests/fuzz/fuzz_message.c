@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[128];
 
 	if (msg_decode(data, size, &m, err, sizeof(err)) == 0 && m.type >= MSG_HELLO &&
-	    m.type <= MSG_STATUS) {
+	    m.type <= MSG_TIME) {
 		size_t n = msg_encode(&m, again, sizeof(again));
 		if (n == 0 || msg_decode(again, n, &d, err, sizeof(err)) != 0)
 			abort();
@@ -33,7 +33,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (m.type == MSG_LOG && (d.level != m.level || strcmp(d.text, m.text) != 0))
 			abort();
-		if (m.type >= MSG_HEARTBEAT && m.type <= MSG_STATS && d.seq != m.seq)
+		if (((m.type >= MSG_HEARTBEAT && m.type <= MSG_STATS) || m.type >= MSG_TIME_REQ) &&
+		    d.seq != m.seq)
+			abort();
+		if (m.type == MSG_TIME && d.time_ns != m.time_ns)
+			abort();
+		/* The app's fields one by one: the struct's padding is not the codec's. */
+		const struct msg_app *a = &m.app, *b = &d.app;
+		if ((m.type == MSG_APP || m.type == MSG_STATUS) &&
+		    (d.has_app != m.has_app ||
+		     (m.has_app &&
+		      (strcmp(a->command, b->command) != 0 || a->pid != b->pid ||
+		       a->running != b->running || a->uptime_ms != b->uptime_ms ||
+		       a->restarts != b->restarts || a->exits != b->exits ||
+		       a->status != b->status || a->signal != b->signal))))
 			abort();
 		if ((m.type == MSG_STATS || m.type == MSG_STATUS) &&
 		    (d.nstats != m.nstats ||

@@ -140,6 +140,71 @@ static void assert_stat_equal(const struct msg_stat *a, const struct msg_stat *b
 }
 
 /* The status socket's reply: the rules, this half's counters, the enclave's when it answered. */
+static struct msg_app some_app(void)
+{
+	struct msg_app a = {.pid = 42,
+			    .running = true,
+			    .uptime_ms = 1ull << 33,
+			    .restarts = 3,
+			    .exits = 3,
+			    .status = 137,
+			    .signal = 9};
+
+	strcpy(a.command, "/root/app.sh --port 5000 \xc3\xa9");
+	return a;
+}
+
+static void app_and_time_round_trip(void **state)
+{
+	struct msg m = {.type = MSG_APP, .has_app = true, .app = some_app()}, d;
+
+	(void)state;
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.type, MSG_APP);
+	assert_true(d.has_app);
+	assert_memory_equal(&d.app, &m.app, sizeof(m.app));
+	msg_free(&d);
+
+	/* A status reply carries the app when there is one, and only then. */
+	m = (struct msg){.type = MSG_STATUS, .has_app = true, .app = some_app()};
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_true(d.has_app);
+	assert_memory_equal(&d.app, &m.app, sizeof(m.app));
+	msg_free(&d);
+	m.has_app = false;
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_false(d.has_app);
+	msg_free(&d);
+
+	m = (struct msg){.type = MSG_TIME, .seq = 7, .time_ns = 1796000000123456789ull};
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.type, MSG_TIME);
+	assert_int_equal(d.seq, 7);
+	assert_int_equal(d.time_ns, 1796000000123456789ull);
+	msg_free(&d);
+	m = (struct msg){.type = MSG_TIME_REQ, .seq = 8};
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.type, MSG_TIME_REQ);
+	assert_int_equal(d.seq, 8);
+	msg_free(&d);
+}
+
+static void app_refused_when_malformed(void **state)
+{
+	/* {0: 7, 15: {0: 1}}: a command that is not text */
+	const uint8_t not_text[] = {0xa2, 0x00, 0x07, 0x0f, 0xa1, 0x00, 0x01};
+	/* {0: 7, 15: {1: 4294967296}}: a pid past 32 bits */
+	const uint8_t big_pid[] = {0xa2, 0x00, 0x07, 0x0f, 0xa1, 0x01, 0x1b, 0x00,
+				   0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00};
+	/* {0: 7, 15: {}, 15: {}}: the app twice */
+	const uint8_t twice[] = {0xa3, 0x00, 0x07, 0x0f, 0xa0, 0x0f, 0xa0};
+
+	(void)state;
+	expect_refused(not_text, sizeof(not_text), "app command: expected text");
+	expect_refused(big_pid, sizeof(big_pid), "app pid or status: expected an unsigned integer");
+	expect_refused(twice, sizeof(twice), "app given twice");
+}
+
 static void status_round_trip(void **state)
 {
 	struct rule rules[] = {in_rule(9000, 80, 8080),
@@ -381,6 +446,8 @@ int main(void)
 	    cmocka_unit_test(hello_round_trip),
 	    cmocka_unit_test(other_types_round_trip),
 	    cmocka_unit_test(status_round_trip),
+	    cmocka_unit_test(app_and_time_round_trip),
+	    cmocka_unit_test(app_refused_when_malformed),
 	    cmocka_unit_test(unknown_keys_ignored),
 	    cmocka_unit_test(foreign_fields_dropped),
 	    cmocka_unit_test(hostile_input_refused),

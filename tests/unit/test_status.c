@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "half_rig.h"
@@ -231,6 +232,70 @@ static void enclave_answers_with_its_rows(void **state)
 	msg_free(&m);
 }
 
+/* The enclave's app, as it last said, in the reply; its uptime counted on meanwhile. */
+static void enclave_app_in_the_reply(void **state)
+{
+	struct rig *g = *state;
+	struct msg app = {.type = MSG_APP, .has_app = true}, m;
+	struct msg_app got;
+
+	enclave_links(g);
+	decode_reply(reply, ask(g, true, reply, sizeof(reply)), &m);
+	assert_false(m.has_app); /* none said yet */
+	msg_free(&m);
+	snprintf(app.app.command, sizeof(app.app.command), "/root/app.sh --port 5000");
+	app.app.pid = 42;
+	app.app.running = true;
+	app.app.uptime_ms = 5000;
+	app.app.restarts = 2;
+	app.app.exits = 2;
+	app.app.status = 137;
+	app.app.signal = 9;
+	rig_send_frame(g->enclave, &app);
+	for (int64_t end = loop_now() + RIG_WAIT_MS;
+	     !control_app(g->h.ctl, &got) && loop_now() < end;)
+		assert_true(loop_once(g->h.loop, 10) >= 0);
+	decode_reply(reply, ask(g, true, reply, sizeof(reply)), &m);
+	assert_true(m.has_app);
+	assert_string_equal(m.app.command, "/root/app.sh --port 5000");
+	assert_int_equal(m.app.pid, 42);
+	assert_true(m.app.running);
+	assert_true(m.app.uptime_ms >= 5000 && m.app.uptime_ms < 5000 + RIG_WAIT_MS);
+	assert_int_equal(m.app.restarts, 2);
+	assert_int_equal(m.app.exits, 2);
+	assert_int_equal(m.app.status, 137);
+	assert_int_equal(m.app.signal, 9);
+	msg_free(&m);
+}
+
+/* The host half answers the enclave's question for its time at once, with its clock. */
+static void host_answers_the_time(void **state)
+{
+	struct rig *g = *state;
+	struct msg q = {.type = MSG_TIME_REQ, .seq = 77}, m = {0};
+	struct timespec ts;
+
+	enclave_links(g);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t before = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	rig_send_frame(g->enclave, &q);
+	bool answered = false;
+	for (int64_t end = loop_now() + RIG_WAIT_MS; !answered && loop_now() < end;) {
+		assert_true(loop_once(g->h.loop, 10) >= 0);
+		while (!answered && enclave_reads(g, &m)) {
+			answered = m.type == MSG_TIME;
+			if (!answered)
+				msg_free(&m);
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t after = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	assert_true(answered);
+	assert_int_equal(m.seq, 77);
+	assert_true(m.time_ns >= before && m.time_ns <= after);
+	msg_free(&m);
+}
+
 /* A linked enclave that never answers: the clients still get this half's rows. */
 static void silent_enclave_is_not_waited_for_forever(void **state)
 {
@@ -319,6 +384,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(no_enclave_no_enclave_rows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(enclave_answers_with_its_rows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(enclave_app_in_the_reply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(host_answers_the_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(silent_enclave_is_not_waited_for_forever, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(no_timer_answers_at_once, setup, teardown),

@@ -4,7 +4,8 @@
 # (vsock_loopback, local CID 1), the host half in the root network namespace, the
 # enclave half and its applications in a namespace of their own. The halves run four
 # times: splicing where the kernel can, copying (QPROXY_SPLICE=0), with a host half
-# that expects CID 5, with an enclave half that expects parent CID 5. Prints one line
+# that expects CID 5, with an enclave half that expects parent CID 5; then the enclave
+# half alone sets the clock from a stand-in host half (clockhost). Prints one line
 # per check, then "VM-TEST: PASS" or "VM-TEST: FAIL <reason>", and powers off.
 # If /init ever exits the kernel panics; run.sh reads that as a failure too.
 
@@ -309,5 +310,27 @@ start_halves parent-cid-5 1 5
 refused parent-cid-5 inbound "$ELOG" 'inbound 5050: refused vsock 1:[0-9]*: only CID 5 may connect' \
 	wget -q -O - http://127.0.0.1:5050/
 stop_halves parent-cid-5
+
+# Run 5, last, since it moves the guest's clock: [enclave] sync_clock against clockhost,
+# a stand-in host half whose answers are an hour ahead (one kernel has one clock, so a
+# real host half could never differ). The enclave half must step the clock by about
+# +3600 s, with the step logged.
+spawn /tmp/clockhost.log /bin/clockhost 6667 3600
+poll 100 has_line /tmp/clockhost.log listening || abort "clock: clockhost did not start"
+before=$(date +%s)
+spawn /tmp/enclave-clock.log $ENC_NS env RUST_LOG=info /bin/qproxy enclave \
+	--config /etc/clock.toml --parent-cid 1 --control-port 6667
+QE=$LAST
+if poll 150 has_line /tmp/enclave-clock.log "clock: stepped by +3[56][0-9][0-9]\.[0-9]* s"; then
+	after=$(date +%s)
+	if [ $((after - before)) -ge 3500 ] && [ $((after - before)) -le 3700 ]; then
+		ok "clock: $(grep -o 'stepped by .*' /tmp/enclave-clock.log | head -n 1); the guest's clock moved $((after - before)) s"
+	else
+		bad clock "the log says it stepped, but the clock moved $((after - before)) s"
+	fi
+else
+	bad clock "no step in the enclave's log ($(grep -c 'answered TIME_REQ' /tmp/clockhost.log) answers given)"
+fi
+kill -TERM "$QE"
 
 verdict
