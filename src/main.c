@@ -555,6 +555,8 @@ static int run(const struct opts *o, const struct config *c, const struct proxy_
 		control_set_egress(ctl, egress_proxy_stats(ep));
 	if (st && *metrics_at)
 		ms = metrics_new(l, c, px, ctl);
+	if (ms && es)
+		metrics_set_egress(ms, egress_server_stats(es));
 	if (ctl && so)
 		sup = supervisor_new(l, so, on_app_changed, ctl);
 	if (!ctl || (host && !es) || (!host && !ep) || (host && *metrics_at && !ms) ||

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "egress.h"
 #include "log.h"
 #include "message.h"
 #include "net.h"
@@ -233,6 +234,7 @@ struct metrics {
 	size_t nclients;
 	uint64_t scrapes, refused;
 	int64_t started; /* CLOCK_REALTIME seconds when the half set up its endpoint */
+	const struct egress_stats *egress; /* NULL: no egress */
 	struct {
 		metrics_write_fn *write;
 		void *arg;
@@ -336,15 +338,14 @@ static void client_write(struct client *c)
 	loop_set(c->m->loop, c->fd, POLLIN);
 }
 
-static void client_respond(struct client *c, int status, const struct msg_stat *estats,
-			   size_t nestats)
+static void client_respond(struct client *c, int status, const struct msg *enclave)
 {
 	struct metrics *m = c->m;
 
 	c->state = CL_WRITE;
 	if (status == 200) {
 		struct metrics_buf body = {0};
-		metrics_write(m, &body, estats, nestats);
+		metrics_write(m, &body, enclave);
 		if (body.nomem)
 			status = 503;
 		else
@@ -372,7 +373,7 @@ static void on_enclave_stats(void *arg, const struct msg *stats)
 {
 	struct client *c = arg;
 
-	client_respond(c, 200, stats ? stats->stats : NULL, stats ? stats->nstats : 0);
+	client_respond(c, 200, stats);
 }
 
 static void client_read(struct client *c)
@@ -398,7 +399,7 @@ static void client_read(struct client *c)
 			return;
 		control_cancel_stats(m->ctl, c);
 	}
-	client_respond(c, status, NULL, 0);
+	client_respond(c, status, NULL);
 }
 
 static void client_io(struct loop *l, int fd, short rev, void *arg)
@@ -433,7 +434,7 @@ static void on_client_timer(struct loop *l, struct loop_timer *t)
 	if (c->state == CL_WAIT) {
 		/* The enclave half did not answer in time: the page goes without its figures. */
 		control_cancel_stats(c->m->ctl, c);
-		client_respond(c, 200, NULL, 0);
+		client_respond(c, 200, NULL);
 		return;
 	}
 	log_debug(0, "metrics: dropping a client that took over %d ms", METRICS_CLIENT_MS);
@@ -682,8 +683,102 @@ static void write_process(struct metrics *m, struct metrics_buf *b)
 	metrics_sample(b, "process_start_time_seconds", (uint64_t)m->started, NULL);
 }
 
-void metrics_write(struct metrics *m, struct metrics_buf *b, const struct msg_stat *estats,
-		   size_t nestats)
+/* The enclave's app, as control_app() tells it: nothing when the enclave half runs none. */
+static void write_app(struct metrics *m, struct metrics_buf *b)
+{
+	struct msg_app a;
+
+	if (!control_app(m->ctl, &a))
+		return;
+	metrics_family(b, "qproxy_app_info", METRICS_GAUGE,
+		       "The app the enclave half runs: 1, with its command line");
+	metrics_sample(b, "qproxy_app_info", 1, "command", a.command, NULL);
+	metrics_family(b, "qproxy_app_up", METRICS_GAUGE, "1 while the enclave's app runs");
+	metrics_sample(b, "qproxy_app_up", a.running, NULL);
+	metrics_family(b, "qproxy_app_uptime_seconds", METRICS_GAUGE,
+		       "How long the enclave's app has run since it last started, in whole "
+		       "seconds; 0 while it does not run");
+	metrics_sample(b, "qproxy_app_uptime_seconds", a.running ? a.uptime_ms / 1000 : 0, NULL);
+	metrics_family(b, "qproxy_app_restarts_total", METRICS_COUNTER,
+		       "Starts of the enclave's app after the first");
+	metrics_sample(b, "qproxy_app_restarts_total", a.restarts, NULL);
+	metrics_family(b, "qproxy_app_exits_total", METRICS_COUNTER,
+		       "How often the enclave's app has ended");
+	metrics_sample(b, "qproxy_app_exits_total", a.exits, NULL);
+	if (a.exits == 0)
+		return;
+	metrics_family(b, "qproxy_app_last_exit_status", METRICS_GAUGE,
+		       "The enclave's app's last exit: its code, or 128 + the signal that ended it");
+	metrics_sample(b, "qproxy_app_last_exit_status", a.status, NULL);
+}
+
+#define EGRESS(f) offsetof(struct msg_egress, f)
+
+/* Egress families, as rule_families: per destination and half. */
+static const struct egress_family {
+	const char *name, *help;
+	enum metrics_type type;
+	size_t offset; /* of the uint64_t in struct msg_egress */
+	const char *direction;
+} egress_families[] = {
+    {"qproxy_egress_connections_opened_total",
+     "Egress connections the enclave's apps opened to the destination (denied ones too)",
+     METRICS_COUNTER, EGRESS(total), NULL},
+    {"qproxy_egress_connections_open", "Egress connections to the destination open now",
+     METRICS_GAUGE, EGRESS(open), NULL},
+    {"qproxy_egress_denied_total", "Egress connections to the destination the policy refused",
+     METRICS_COUNTER, EGRESS(denied), NULL},
+    {"qproxy_egress_bytes_total",
+     "Egress bytes relayed, up towards the destination, down towards the enclave's app",
+     METRICS_COUNTER, EGRESS(bytes_up), "up"},
+    {"qproxy_egress_bytes_total", NULL, METRICS_COUNTER, EGRESS(bytes_down), "down"},
+};
+
+static void egress_samples(struct metrics_buf *b, const struct egress_family *f, const char *half,
+			   const struct msg_egress *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = *(const uint64_t *)((const char *)&e[i] + f->offset);
+		if (f->direction)
+			metrics_sample(b, f->name, v, "dest", e[i].dest, "half", half, "direction",
+				       f->direction, NULL);
+		else
+			metrics_sample(b, f->name, v, "dest", e[i].dest, "half", half, NULL);
+	}
+}
+
+/*
+ * The busiest destinations of each half (at most MSG_EGRESS_MAX, as `qproxy status`
+ * shows them): the host half's from its egress server, the enclave's from its STATS.
+ * No families when neither half has any.
+ */
+static void write_egress(struct metrics *m, struct metrics_buf *b, const struct msg *enclave)
+{
+	struct msg_egress *host;
+	long nhost = egress_stats_msg(m->egress, MSG_EGRESS_MAX, &host);
+	size_t nencl = enclave ? enclave->negress : 0;
+
+	if (nhost < 0) {
+		b->nomem = true;
+		return;
+	}
+	for (size_t f = 0; (nhost > 0 || nencl > 0) && f < sizeof(egress_families) / sizeof(egress_families[0]);
+	     f++) {
+		const struct egress_family *ef = &egress_families[f];
+		if (ef->help)
+			metrics_family(b, ef->name, ef->type, ef->help);
+		egress_samples(b, ef, "host", host, (size_t)nhost);
+		egress_samples(b, ef, "enclave", enclave ? enclave->egress : NULL, nencl);
+	}
+	free(host);
+}
+
+void metrics_set_egress(struct metrics *m, const struct egress_stats *egress)
+{
+	m->egress = egress;
+}
+
+void metrics_write(struct metrics *m, struct metrics_buf *b, const struct msg *enclave)
 {
 	const char *version;
 	bool linked = control_linked(m->ctl, &version);
@@ -705,8 +800,10 @@ void metrics_write(struct metrics *m, struct metrics_buf *b, const struct msg_st
 	}
 	metrics_family(b, "qproxy_enclave_stats_up", METRICS_GAUGE,
 		       "1 when the enclave half's counters came with this scrape (within 1 s)");
-	metrics_sample(b, "qproxy_enclave_stats_up", estats != NULL, NULL);
-	write_rules(m, b, estats, nestats);
+	metrics_sample(b, "qproxy_enclave_stats_up", enclave != NULL, NULL);
+	write_rules(m, b, enclave ? enclave->stats : NULL, enclave ? enclave->nstats : 0);
+	write_app(m, b);
+	write_egress(m, b, enclave);
 	metrics_family(b, "qproxy_metrics_scrapes_total", METRICS_COUNTER,
 		       "Scrapes of this endpoint answered, before this one");
 	metrics_sample(b, "qproxy_metrics_scrapes_total", m->scrapes, NULL);

@@ -16,9 +16,10 @@
  * server on the event loop. GET or HEAD /metrics answers 200 with the text format
  * (version 0.0.4); another path 404, another method 405, a malformed head 400, one
  * over METRICS_HEAD_MAX 431; one request per connection, then it is closed. Nothing
- * is gathered until a scrape asks: this half's figures from its proxy and control
- * link, the enclave half's over the link (waited for at most METRICS_ENCLAVE_WAIT_MS,
- * then left out and qproxy_enclave_stats_up says 0), and the sources' own.
+ * is gathered until a scrape asks: this half's figures from its proxy, egress and
+ * control link (the enclave's app as the link last told it), the enclave half's over
+ * the link (waited for at most METRICS_ENCLAVE_WAIT_MS, then left out and
+ * qproxy_enclave_stats_up says 0), and the sources' own.
  *
  * Each client has METRICS_CLIENT_MS to send its head and again to take the answer,
  * or it is dropped; past METRICS_CLIENTS at once, a new one gets a 503 and is closed.
@@ -83,8 +84,14 @@ uint16_t metrics_port(const struct metrics *m);
 /* Close the listener and every client. NULL is fine. */
 void metrics_free(struct metrics *m);
 
-/* The page a scrape gets, into b; estats NULL when the enclave's counters did not come. */
-void metrics_write(struct metrics *m, struct metrics_buf *b, const struct msg_stat *estats,
-		   size_t nestats);
+/* The host half's egress counters (egress_server_stats()), read at each scrape; none without. */
+struct egress_stats;
+void metrics_set_egress(struct metrics *m, const struct egress_stats *egress);
+
+/*
+ * The page a scrape gets, into b: enclave is the enclave half's STATS (its rules' and
+ * egress counters), NULL when they did not come.
+ */
+void metrics_write(struct metrics *m, struct metrics_buf *b, const struct msg *enclave);
 
 #endif

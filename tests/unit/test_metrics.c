@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "egress.h"
 #include "half_rig.h"
 #include "log.h"
 #include "message.h"
@@ -163,6 +164,7 @@ struct rig {
 	uint16_t port;
 	struct rig_link enclave; /* fd -1 when none */
 	bool answer;		 /* the fake enclave answers questions for its counters */
+	bool egress;		 /* its answers carry egress counters */
 	int questions;
 };
 
@@ -234,6 +236,8 @@ static void step(struct rig *g)
 {
 	static const struct msg_stat estats[] = {{7777, 1, 2, 3, 4, 5, 0, 0},
 						 {9995, 6, 7, 8, 9, 10, 11, 12}};
+	static const struct msg_egress eegress[] = {{"api.example.com:443", 1, 2, 0, 30, 40},
+						    {"evil.test:80", 0, 5, 5, 0, 0}};
 	struct msg m;
 
 	assert_true(loop_once(g->h.loop, 10) >= 0);
@@ -243,7 +247,9 @@ static void step(struct rig *g)
 			struct msg r = {.type = MSG_STATS,
 					.seq = m.seq,
 					.stats = (struct msg_stat *)estats,
-					.nstats = 2};
+					.nstats = 2,
+					.egress = g->egress ? (struct msg_egress *)eegress : NULL,
+					.negress = g->egress ? 2 : 0};
 			if (g->answer)
 				rig_send_frame(g->enclave.fd, &r);
 		}
@@ -318,6 +324,9 @@ static void no_enclave_this_half_only(void **state)
 	/* No limit, no series. */
 	assert_null(strstr(r, "qproxy_connections_max{rule=\"outbound"));
 	assert_null(strstr(r, "half=\"enclave\""));
+	/* No app said, no egress counted: no such families. */
+	assert_null(strstr(r, "qproxy_app_"));
+	assert_null(strstr(r, "qproxy_egress_"));
 	assert_has(r, "\nqproxy_test_source 42\n");
 	/* The length says where the body ends. */
 	const char *body = strstr(r, "\r\n\r\n") + 4;
@@ -461,9 +470,73 @@ static void clients_are_bounded(void **state)
 		close(idle[i]);
 }
 
-static void count_answer(void *arg, const struct msg_stat *stats, size_t n)
+/* The app as the enclave half last said it, and both halves' egress by destination. */
+static void app_and_egress_series(void **state)
 {
-	(void)stats, (void)n;
+	struct rig *g = *state;
+	struct egress_stats es = {0};
+	struct msg app = {.type = MSG_APP,
+			  .has_app = true,
+			  .app = {.command = "/bin/app --name \"a b\"",
+				  .running = false,
+				  .restarts = 3,
+				  .exits = 4,
+				  .status = 137,
+				  .signal = 9}};
+
+	g->answer = true;
+	g->egress = true;
+	struct egress_dest *d = egress_stats_get(&es, "db.example.com", 5432);
+	d->open = 1, d->total = 2, d->bytes_up = 100, d->bytes_down = 200;
+	egress_stats_get(&es, "10.0.0.1", 22)->denied = 1;
+	metrics_set_egress(g->m, &es);
+	enclave_links(g);
+	rig_send_frame(g->enclave.fd, &app);
+	char *r = get(g, scrape_req);
+	assert_has(r, "\n# TYPE qproxy_app_up gauge\nqproxy_app_up 0\n");
+	assert_has(r, "\nqproxy_app_info{command=\"/bin/app --name \\\"a b\\\"\"} 1\n");
+	assert_has(r, "\n# TYPE qproxy_app_restarts_total counter\nqproxy_app_restarts_total 3\n");
+	assert_has(r, "\nqproxy_app_exits_total 4\n");
+	assert_has(r, "\nqproxy_app_last_exit_status 137\n");
+	assert_has(r, "\nqproxy_app_uptime_seconds 0\n");
+	assert_has(r, "\nqproxy_egress_connections_opened_total{dest=\"db.example.com:5432\","
+		      "half=\"host\"} 2\n");
+	assert_has(r, "\nqproxy_egress_connections_open{dest=\"db.example.com:5432\","
+		      "half=\"host\"} 1\n");
+	assert_has(r, "\nqproxy_egress_bytes_total{dest=\"db.example.com:5432\",half=\"host\","
+		      "direction=\"up\"} 100\n");
+	assert_has(r, "\nqproxy_egress_bytes_total{dest=\"db.example.com:5432\",half=\"host\","
+		      "direction=\"down\"} 200\n");
+	assert_has(r, "\nqproxy_egress_denied_total{dest=\"10.0.0.1:22\",half=\"host\"} 1\n");
+	assert_has(r, "\nqproxy_egress_denied_total{dest=\"evil.test:80\",half=\"enclave\"} 5\n");
+	assert_has(r, "\nqproxy_egress_bytes_total{dest=\"api.example.com:443\",half=\"enclave\","
+		      "direction=\"down\"} 40\n");
+	/* One HELP and TYPE per family, the two directions under one. */
+	assert_int_equal(strstr(strstr(r, "# TYPE qproxy_egress_bytes_total") + 1,
+				"# TYPE qproxy_egress_bytes_total"),
+			 NULL);
+	free(r);
+
+	/* Running again: up, with its uptime in whole seconds. */
+	app.app.running = true;
+	app.app.pid = 42;
+	app.app.uptime_ms = 61500;
+	app.app.restarts = 4;
+	rig_send_frame(g->enclave.fd, &app);
+	r = get(g, scrape_req);
+	assert_has(r, "\nqproxy_app_up 1\n");
+	assert_has(r, "\nqproxy_app_restarts_total 4\n");
+	/* Counted on from when the enclave said 61.5 s: at least 61, however slow this runs. */
+	const char *up = strstr(r, "\nqproxy_app_uptime_seconds ");
+	assert_non_null(up);
+	assert_true(strtoull(up + strlen("\nqproxy_app_uptime_seconds "), NULL, 10) >= 61);
+	free(r);
+	egress_stats_free(&es);
+}
+
+static void count_answer(void *arg, const struct msg *m)
+{
+	(void)m;
 	(*(int *)arg)++;
 }
 
@@ -504,6 +577,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(other_requests_get_their_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(clients_are_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(control_waiters_are_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(app_and_egress_series, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
