@@ -4,6 +4,7 @@ paths, methods and garbage answered and closed; slow and many clients that hold 
 the endpoint nor forwarding; the enclave link's state; addresses refused clearly."""
 
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -14,6 +15,9 @@ import pytest
 
 import harness
 from harness import free_tcp_port, wait_until
+import test_egress as eg
+from test_egress import certs, world  # noqa: F401 (fixtures)
+from test_supervisor import app_enclave, sh
 
 PROMTOOL = "/usr/bin/promtool"
 # metrics.h: METRICS_CLIENTS
@@ -348,4 +352,87 @@ def test_example_alert_rules_are_valid():
     r = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 6 rules found" in r.stdout
+    assert "SUCCESS: 9 rules found" in r.stdout
+
+
+def test_app_restarts_show_in_a_scrape(qp, tmp_path):
+    mport = free_tcp_port()
+    cfg = qp.config(inbound=[(free_tcp_port(), 6000, 9000)])
+    host = host_with_metrics(qp, cfg, mport)
+    host.wait_tcp(mport)
+    runs = tmp_path / "runs"
+    # Fails twice with status 3, then stays up: --restart=always starts it three times.
+    script = f"echo run >> {runs}; [ $(wc -l < {runs}) -ge 3 ] && exec sleep 60; exit 3"
+    enclave = app_enclave(qp, cfg, sh(script), opts=["--restart=always"])
+
+    def third_run():
+        text = scrape(mport)[2]
+        s = samples(text)
+        up = plain(s, "qproxy_app_up") == 1 and plain(s, "qproxy_app_restarts_total") == 2
+        return text if up else None
+    text = wait_until(third_run, 15, "the third run up, after 2 restarts, in a scrape")
+    s = samples(text)
+    assert plain(s, "qproxy_app_exits_total") == 2
+    assert plain(s, "qproxy_app_last_exit_status") == 3
+    assert s[("qproxy_app_info", (("command", f"/bin/sh -c {script}"),))] == 1
+    promtool_check(text)
+    # Killed from outside: down, one more exit, by its signal; no restart while the half stops.
+    enclave.signal(signal.SIGTERM)
+    assert enclave.wait(15) == 128 + signal.SIGTERM
+
+    def exited():
+        text = scrape(mport)[2]
+        return text if plain(samples(text), "qproxy_app_up") == 0 else None
+    s = samples(wait_until(exited, 15, "the app down in a scrape"))
+    assert plain(s, "qproxy_app_exits_total") == 3
+    assert plain(s, "qproxy_app_last_exit_status") == 128 + signal.SIGTERM
+    assert plain(s, "qproxy_app_restarts_total") == 2
+    assert plain(s, "qproxy_app_uptime_seconds") == 0
+
+
+@pytest.mark.timeout(90)
+def test_egress_by_destination_shows_in_a_scrape(qp, netns, world, certs):
+    mport = 9464
+    host_ns, _ = world
+    host, _ = eg.start(qp, world, [f"{eg.API}:8080"],
+                       enclave_allow=[f"{eg.API}:8080", "*.qproxy.test:*"],
+                       host_deny=["hostdenied.qproxy.test:*"],
+                       host_extra=f'[host]\nmetrics = "127.0.0.1:{mport}"\n')
+    host.wait_tcp(mport)
+    # Allowed by both halves; denied by the host half; denied by the enclave half.
+    rc, body, code, err = eg.curl(netns, certs, "-x", eg.PROXY, f"http://{eg.API}:8080/x")
+    assert (rc, code) == (0, "200"), err
+    assert eg.curl(netns, certs, "-x", eg.PROXY, "http://hostdenied.qproxy.test:8080/")[2] == \
+        "403"
+    assert eg.curl(netns, certs, "-x", eg.PROXY, "http://outside.example:80/")[2] == "403"
+    # The host half listens in its own namespace: scraped from there.
+    argv = host_ns.exec_argv(["curl", "-sS", "--max-time", "10",
+                              f"http://127.0.0.1:{mport}/metrics"])
+
+    def closed():
+        text = subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout
+        s = samples(text)
+        return text if s.get(("qproxy_egress_connections_open",
+                              (("dest", f"{eg.API}:8080"), ("half", "enclave")))) == 0 else None
+    text = wait_until(closed, 10, "the egress connection closed in a scrape")
+    s = samples(text)
+
+    def egress(name, dest, half, **more):
+        return s.get((name, (("dest", dest), ("half", half), *more.items())))
+    api = f"{eg.API}:8080"
+    for half in ("host", "enclave"):
+        assert egress("qproxy_egress_connections_opened_total", api, half) == 1
+        assert egress("qproxy_egress_denied_total", api, half) == 0
+        for d in ("up", "down"):
+            assert egress("qproxy_egress_bytes_total", api, half, direction=d) > 0
+        # Denied by the host half: each half counts it, the enclave's client was refused.
+        assert egress("qproxy_egress_denied_total", "hostdenied.qproxy.test:8080", half) == 1
+    # The enclave half's own denial never reached the host half.
+    assert egress("qproxy_egress_denied_total", "outside.example:80", "enclave") == 1
+    assert egress("qproxy_egress_denied_total", "outside.example:80", "host") is None
+    # The bytes agree with `qproxy status`'s.
+    rows = {(r[0], r[1]): r for r in eg.egress_rows(qp)}
+    for half in ("host", "enclave"):
+        assert egress("qproxy_egress_bytes_total", api, half, direction="up") == \
+            int(rows[(api, half)][5])
+    promtool_check(text)
