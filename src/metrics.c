@@ -708,7 +708,7 @@ static void write_app(struct metrics *m, struct metrics_buf *b)
 	if (a.exits == 0)
 		return;
 	metrics_family(b, "qproxy_app_last_exit_status", METRICS_GAUGE,
-		       "The enclave's app's last exit: its code, or 128 + the signal that ended it");
+		       "The app's last exit: its code, or 128 + the signal that ended it");
 	metrics_sample(b, "qproxy_app_last_exit_status", a.status, NULL);
 }
 
@@ -762,8 +762,10 @@ static void write_egress(struct metrics *m, struct metrics_buf *b, const struct 
 		b->nomem = true;
 		return;
 	}
-	for (size_t f = 0; (nhost > 0 || nencl > 0) && f < sizeof(egress_families) / sizeof(egress_families[0]);
-	     f++) {
+	/* Nothing to free then: host is NULL when there are none. */
+	if (nhost == 0 && nencl == 0)
+		return;
+	for (size_t f = 0; f < sizeof(egress_families) / sizeof(egress_families[0]); f++) {
 		const struct egress_family *ef = &egress_families[f];
 		if (ef->help)
 			metrics_family(b, ef->name, ef->type, ef->help);
