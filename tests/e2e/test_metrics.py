@@ -1,7 +1,9 @@
 """The host half's Prometheus endpoint (qproxy host --metrics, [host] metrics): figures that
 match the traffic in both halves, checked by Debian's promtool on the live scrape; other
 paths, methods and garbage answered and closed; slow and many clients that hold neither
-the endpoint nor forwarding; the enclave link's state; addresses refused clearly."""
+the endpoint nor forwarding; the enclave link's state; a supervised app's restarts and
+exits; egress by destination in both halves (the egress test's namespaces and servers);
+addresses refused clearly."""
 
 import re
 import signal

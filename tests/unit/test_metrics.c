@@ -2,7 +2,8 @@
  * The metrics endpoint: the text-format writer and its escapes, the request-head parser
  * case by case and byte by byte, and the server on a real loop against a real control
  * channel (host half, vsock emulated in a tmp dir) with a fake enclave half that answers,
- * stays silent, or goes; several scrapes at once, and more than it takes.
+ * stays silent, or goes; several scrapes at once, and more than it takes; the app's state
+ * and both halves' egress counters.
  */
 // clang-format off
 #include <stdarg.h>
