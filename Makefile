@@ -157,7 +157,7 @@ test-image: | build/.deps-all
 	tests/image/run.sh
 
 # libFuzzer with ASan and UBSan; FUZZ_SECONDS per target, from the committed corpus.
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 15
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
