@@ -1,7 +1,7 @@
 #!/bin/bash
-# make test-image: builds Dockerfile.build (for aarch64 and x86_64) and Dockerfile.enclave
-# with the commands the README gives users, checks the binaries that come out, then boots
-# the enclave image as an EIF boots it (boot.sh). See tests/image/README.md.
+# make test-image: builds Dockerfile.build (for aarch64 and x86_64), Dockerfile.enclave and
+# Dockerfile.enclave-supervised with the commands the README gives users, checks the binaries that come out, then boots
+# each enclave image as an EIF boots it (boot.sh). See tests/image/README.md.
 #
 #   tests/image/run.sh
 #
@@ -25,6 +25,8 @@ WORK=$OUT/workspace
 BASE_TAR=$OUT/base.tar
 BASE_IMAGE=docker.io/library/debian:bookworm-slim
 ENCLAVE_IMAGE=test_qproxy_enclave
+# Dockerfile.enclave-supervised: the same app with qproxy as its supervisor, no start.sh
+SUPERVISED_IMAGE=test_qproxy_enclave_supervised
 BUILD_TIMEOUT=${IMAGE_BUILD_TIMEOUT:-600}
 ARCHS=${IMAGE_ARCHS:-aarch64 x86_64}
 # What this machine needs beside the README's commands (see above).
@@ -60,7 +62,7 @@ timed() {
 }
 
 cleanup() {
-	podman rmi "$ENCLAVE_IMAGE" >/dev/null 2>&1 || true
+	podman rmi "$ENCLAVE_IMAGE" "$SUPERVISED_IMAGE" >/dev/null 2>&1 || true
 	# Everything untagged in this store is what the builds left: their layers.
 	podman image prune -f >/dev/null 2>&1 || true
 }
@@ -150,5 +152,11 @@ timed "Dockerfile.enclave built as $ENCLAVE_IMAGE"
 "$ROOT/tests/image/boot.sh" "$ENCLAVE_IMAGE" qproxy examples/quickstart/config_qproxy.toml ||
 	die "the enclave image's boot failed"
 timed "enclave image booted and tested"
+
+build build-supervised podman build "${PODMAN_FLAGS[@]}" -f Dockerfile.enclave-supervised -t "$SUPERVISED_IMAGE" .
+timed "Dockerfile.enclave-supervised built as $SUPERVISED_IMAGE"
+"$ROOT/tests/image/boot.sh" "$SUPERVISED_IMAGE" qproxy examples/quickstart/config_qproxy.toml ||
+	die "the supervised enclave image's boot failed"
+timed "supervised enclave image booted and tested"
 
 echo "IMAGE-TEST: PASS ($(($(date +%s) - T0)) s in all)"
