@@ -7,6 +7,7 @@ the network namespace PID lives in: a port or a Unix socket is ready when it is
 in the LISTEN state there. That never opens a connection the test did not ask for.
 """
 
+import contextlib
 import ctypes
 import os
 import resource
@@ -499,6 +500,34 @@ class Netns:
 
     def __repr__(self):
         return f"<Netns {self.name}>"
+
+
+@contextlib.contextmanager
+def veth_link(far_addr, hosts, blackholed=()):
+    """(the host half's namespace, a far one), joined by a veth pair: 192.0.2.1/24 on the
+    host's side, far_addr/24 on the far side, hosts as the host side's /etc/hosts. Each
+    192.0.2.N for N in blackholed is a neighbour nobody is: a SYN to it crosses the link and
+    is dropped, unanswered. Both namespaces are deleted at the end."""
+    made = []
+    try:
+        host_ns = Netns.create()
+        made.append(host_ns)
+        far_ns = Netns.create()
+        made.append(far_ns)
+        host_ns.ip("link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+                   "netns", far_ns.name)
+        host_ns.ip("addr", "add", "192.0.2.1/24", "dev", "veth0")
+        host_ns.ip("link", "set", "veth0", "up")
+        far_ns.ip("addr", "add", f"{far_addr}/24", "dev", "veth1")
+        far_ns.ip("link", "set", "veth1", "up")
+        for last in blackholed:
+            host_ns.ip("neigh", "add", f"192.0.2.{last}", "lladdr", f"02:00:00:00:00:{last:02x}",
+                       "dev", "veth0", "nud", "permanent")
+        host_ns.set_hosts(hosts)
+        yield host_ns, far_ns
+    finally:
+        for ns in reversed(made):
+            ns.delete()
 
 
 def cleanup_stale_netns(prefix="qpe2e"):

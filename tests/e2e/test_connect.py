@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from harness import PYTHON, SERVERS, Netns, closed_within, free_tcp_port, recv_all, wait_until
+from harness import (PYTHON, SERVERS, closed_within, free_tcp_port, recv_all, veth_link,
+                     wait_until)
 
 LIVE = "192.0.2.2"
 HOSTS = """127.0.0.1 localhost
@@ -38,26 +39,8 @@ DEADLINE = 30  # seconds; about 5 per blackholed address is expected
 @pytest.fixture
 def link():
     """(the host half's namespace, the server's), joined by a veth pair."""
-    made = []
-    try:
-        host_ns = Netns.create()
-        made.append(host_ns)
-        server_ns = Netns.create()
-        made.append(server_ns)
-        host_ns.ip("link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
-                   "netns", server_ns.name)
-        host_ns.ip("addr", "add", "192.0.2.1/24", "dev", "veth0")
-        host_ns.ip("link", "set", "veth0", "up")
-        server_ns.ip("addr", "add", f"{LIVE}/24", "dev", "veth1")
-        server_ns.ip("link", "set", "veth1", "up")
-        for last in (3, 4, 5):
-            host_ns.ip("neigh", "add", f"192.0.2.{last}", "lladdr", f"02:00:00:00:00:0{last}",
-                       "dev", "veth0", "nud", "permanent")
-        host_ns.set_hosts(HOSTS)
-        yield host_ns, server_ns
-    finally:
-        for ns in reversed(made):
-            ns.delete()
+    with veth_link(LIVE, HOSTS, blackholed=(3, 4, 5)) as pair:
+        yield pair
 
 
 def tcp_counters(pid):

@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from harness import PYTHON, Netns, recv_all, wait_until
+from harness import PYTHON, recv_all, veth_link, wait_until
 
 SERVER = "192.0.2.2"
 PROXY_PORT = 3128
@@ -81,22 +81,7 @@ def certs(tmp_path_factory):
 @pytest.fixture
 def world(qp, certs, tmp_path):
     """(the host half's namespace, the world's), linked, with the servers running."""
-    made = []
-    try:
-        host_ns = Netns.create()
-        made.append(host_ns)
-        world_ns = Netns.create()
-        made.append(world_ns)
-        host_ns.ip("link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
-                   "netns", world_ns.name)
-        host_ns.ip("addr", "add", "192.0.2.1/24", "dev", "veth0")
-        host_ns.ip("link", "set", "veth0", "up")
-        world_ns.ip("addr", "add", f"{SERVER}/24", "dev", "veth1")
-        world_ns.ip("link", "set", "veth1", "up")
-        # A neighbour nobody is: a SYN to it crosses the link and is dropped, unanswered.
-        host_ns.ip("neigh", "add", "192.0.2.3", "lladdr", "02:00:00:00:00:03", "dev", "veth0",
-                   "nud", "permanent")
-        host_ns.set_hosts(HOSTS)
+    with veth_link(SERVER, HOSTS, blackholed=(3,)) as (host_ns, world_ns):
         script = tmp_path / "serve.py"
         script.write_text(SERVE)
         srv = qp.procs.start("https-server", [PYTHON, str(script), SERVER,
@@ -105,9 +90,6 @@ def world(qp, certs, tmp_path):
         srv.wait_tcp(8443)
         srv.wait_tcp(8080)
         yield host_ns, world_ns
-    finally:
-        for ns in reversed(made):
-            ns.delete()
 
 
 def egress_config(qp, allow, deny=(), name=None, extra=""):
