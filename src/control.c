@@ -409,10 +409,13 @@ static void on_time(struct control *ctl, const struct msg *m)
 {
 	if (!ctl->cfg->sync_clock || m->seq != ctl->clock_seq || ctl->clock_asked_ns == 0)
 		return;
+	/* Our reading before the round trip's end, so that |offset| <= rtt/2 holds exactly
+	 * when both halves read one clock. */
+	int64_t local_ns = realtime_ns();
 	struct clocksync_sample smp = {
 	    .rtt_ns = monotonic_ns() - ctl->clock_asked_ns,
 	    .host_ns = (int64_t)m->time_ns,
-	    .local_ns = realtime_ns(),
+	    .local_ns = local_ns,
 	};
 	ctl->clock_asked_ns = 0;
 	int64_t offset;
@@ -423,7 +426,7 @@ static void on_time(struct control *ctl, const struct msg *m)
 		return;
 	}
 	if (v == CLOCKSYNC_CLOSE) {
-		log_debug(0, "clock: %+.3f ms from the host's (round trip %.1f ms): left alone",
+		log_debug(0, "clock: %+.3f ms from the host's (round trip %.3f ms): left alone",
 			  (double)offset / 1e6, (double)smp.rtt_ns / 1e6);
 		return;
 	}

@@ -286,7 +286,7 @@ def test_clock_sample_over_the_link(qp):
     enclave = app_enclave(qp, cfg, sh("exec sleep 60"), env={"RUST_LOG": "debug"},
                           prefix=["setpriv", "--bounding-set=-sys_time", "--"])
     m = wait_log(enclave, r"DEBUG clock: ([+-]\d+\.\d{3}) ms from the host's \(round trip "
-                          r"(\d+\.\d) ms\): left alone", "a clock sample judged")
+                          r"(\d+\.\d{3}) ms\): left alone", "a clock sample judged")
     assert abs(float(m.group(1))) <= float(m.group(2)) / 2 + 0.001
     assert "cannot step the clock" not in enclave.stderr()
     assert "clock: stepped" not in enclave.stderr()
