@@ -41,7 +41,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=build/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all static test test-unit test-sanitize test-e2e-asan test-e2e-aarch64 bench bench-quick soak test-config test-e2e test-vm test-image fuzz demo deps clean format
+.PHONY: all static test test-unit test-sanitize test-e2e-asan test-e2e-aarch64 bench bench-quick profile soak test-config test-e2e test-vm test-image fuzz demo deps clean format
 
 all: build/qproxy
 
@@ -181,6 +181,10 @@ bench: build/qproxy-static | build/.deps-all
 
 bench-quick: build/qproxy-static | build/.deps-all
 	bench/run.sh --quick
+
+# Where the halves' CPU goes on small requests (perf, about a minute); not in make test.
+profile: build/qproxy-static | build/.deps-all
+	bench/profile.sh build/qproxy-static
 
 # Ten minutes of mixed load with byte-exact checks (SOAK_SECONDS to change); not in make test.
 soak: build/qproxy-static | build/.deps-all
