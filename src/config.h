@@ -109,6 +109,12 @@ const char *config_rule_name(const struct rule *r, char *buf, size_t size);
  */
 size_t config_diff(const struct rule *host, size_t nhost, const struct rule *enclave,
 		   size_t nenclave, void (*emit)(void *arg, const char *line), void *arg);
+/*
+ * The same for [egress]'s vsock_port, 0 in a half without [egress]: the enclave half's
+ * egress goes to its port, which the host half must listen on. Returns 0 or 1.
+ */
+size_t config_diff_egress(uint32_t host, uint32_t enclave,
+			  void (*emit)(void *arg, const char *line), void *arg);
 
 /* The rules and log settings as canonical TOML, which parses back to the same config. */
 void config_print(const struct config *c, FILE *out);

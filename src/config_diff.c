@@ -1,6 +1,7 @@
 /* The rules of two halves compared: each difference, one line each. */
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,4 +93,31 @@ size_t config_diff(const struct rule *host, size_t nhost, const struct rule *enc
 		emit(arg, line), count++;
 	}
 	return count;
+}
+
+size_t config_diff_egress(uint32_t host, uint32_t enclave,
+			  void (*emit)(void *arg, const char *line), void *arg)
+{
+	char line[256];
+
+	if (host == enclave)
+		return 0;
+	if (!host)
+		snprintf(line, sizeof(line),
+			 "config mismatch: the enclave has [egress] on vsock_port %" PRIu32
+			 ", the host does not: the host half refuses the enclave's egress",
+			 enclave);
+	else if (!enclave)
+		snprintf(line, sizeof(line),
+			 "config mismatch: the host has [egress] on vsock_port %" PRIu32
+			 ", the enclave does not",
+			 host);
+	else
+		snprintf(line, sizeof(line),
+			 "config mismatch: [egress]: vsock_port is %" PRIu32
+			 " in the host's config, %" PRIu32
+			 " in the enclave's: the host half refuses the enclave's egress",
+			 host, enclave);
+	emit(arg, line);
+	return 1;
 }

@@ -26,6 +26,7 @@ enum {
 	K_PEER_EGRESS,
 	K_APP,
 	K_TIME,
+	K_EGRESS_PORT,
 };
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
 enum { A_CMD, A_PID, A_RUNNING, A_UPTIME, A_RESTARTS, A_EXITS, A_STATUS, A_SIGNAL, A_KEYS };
@@ -174,7 +175,8 @@ static size_t with_rules(const struct msg *m, const struct rule *rules, size_t n
 
 size_t msg_hello_size(const struct rule *rules, size_t n)
 {
-	struct msg m = {.type = MSG_HELLO, .proto = UINT32_MAX, .role = 1};
+	struct msg m = {
+	    .type = MSG_HELLO, .proto = UINT32_MAX, .role = 1, .egress_port = UINT32_MAX};
 
 	memset(m.version, 'v', sizeof(m.version) - 1);
 	return with_rules(&m, rules, n, msg_rule_size);
@@ -208,7 +210,7 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 	cbor_enc_init(&e, buf, cap);
 	switch (m->type) {
 	case MSG_HELLO:
-		cbor_put_map(&e, 5);
+		cbor_put_map(&e, 5u + (m->egress_port != 0));
 		cbor_put_uint(&e, K_TYPE);
 		cbor_put_uint(&e, m->type);
 		cbor_put_uint(&e, K_PROTO);
@@ -219,6 +221,10 @@ size_t msg_encode(const struct msg *m, uint8_t *buf, size_t cap)
 		cbor_put_uint(&e, m->role);
 		cbor_put_uint(&e, K_RULES);
 		put_rules(&e, m->rules, m->nrules);
+		if (m->egress_port) {
+			cbor_put_uint(&e, K_EGRESS_PORT);
+			cbor_put_uint(&e, m->egress_port);
+		}
 		break;
 	case MSG_LOG:
 		cbor_put_map(&e, 3);
@@ -648,6 +654,10 @@ int msg_decode(const uint8_t *buf, size_t len, struct msg *m, char *err, size_t 
 			break;
 		case K_TIME:
 			ok = get_uint(&r, "time", UINT64_MAX, &m->time_ns);
+			break;
+		case K_EGRESS_PORT:
+			ok = get_uint(&r, "egress port", UINT32_MAX, &v);
+			m->egress_port = (uint32_t)v;
 			break;
 		default:
 			ok = skip(&r);

@@ -100,6 +100,8 @@ struct msg {
 	bool has_app;
 	struct msg_app app;
 	uint64_t time_ns; /* TIME: the host's CLOCK_REALTIME, ns since the epoch */
+	/* HELLO: [egress]'s vsock_port; 0 (and not sent) in a half without [egress]. */
+	uint32_t egress_port;
 };
 
 /*

@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from harness import PYTHON, recv_all, veth_link, wait_until
+from harness import PYTHON, free_tcp_port, recv_all, veth_link, wait_until
 
 SERVER = "192.0.2.2"
 PROXY_PORT = 3128
@@ -399,3 +399,38 @@ def test_silent_clients_are_answered_at_their_deadline(qp, netns, world, certs):
     v.close()
     assert "no whole request within 10 s" in enclave.stderr()
     assert "egress request: bad request: no whole request within 5 s" in host.stderr()
+
+
+@pytest.mark.parametrize("where", ["host", "enclave", "port"])
+def test_an_egress_mismatch_is_named_when_the_halves_link(qp, netns, where):
+    """The halves compare [egress]'s vsock_port when they link, as they compare rules: the
+    enclave half's egress goes to its port, which the host half must listen on. Both log
+    the difference; curl through the proxy then fails as the line says it will."""
+    hp = free_tcp_port()
+    inbound = [(hp, 6000, 9000)]
+    egress = f"[egress]\nvsock_port = {EGRESS_VSOCK}\nproxy_port = {PROXY_PORT}\n" \
+             f"allow = [\"{API}:8080\"]\n"
+    other = egress.replace(f"vsock_port = {EGRESS_VSOCK}", f"vsock_port = {EGRESS_VSOCK + 1}")
+    hcfg, ecfg = {"host": ("", egress), "enclave": (egress, ""), "port": (egress, other)}[where]
+    host = qp.host(qp.config(inbound=inbound, extra=hcfg, name="host.toml"))
+    enclave = qp.enclave(qp.config(inbound=inbound, extra=ecfg, name="enclave.toml"))
+    want = {
+        "host": f"config mismatch: the enclave has [egress] on vsock_port {EGRESS_VSOCK}, the "
+                "host does not: the host half refuses the enclave's egress",
+        "enclave": f"config mismatch: the host has [egress] on vsock_port {EGRESS_VSOCK}, the "
+                   "enclave does not",
+        "port": f"config mismatch: [egress]: vsock_port is {EGRESS_VSOCK} in the host's config, "
+                f"{EGRESS_VSOCK + 1} in the enclave's: the host half refuses the enclave's egress",
+    }[where]
+    for p in (host, enclave):
+        wait_until(lambda: f"WARN  control: {want}" in p.stderr(), 10,
+                   f"the {p.name} half naming the mismatch", watch=[host, enclave])
+        assert "rules match" not in p.stderr()
+    if where != "enclave":
+        r = subprocess.run(netns.exec_argv(["curl", "-sS", "--max-time", "10", "-o",
+                                            "/dev/null", "-w", "%{http_code}", "-x", PROXY,
+                                            f"http://{API}:8080/"]),
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout == "502", (r.stdout, r.stderr)
+        wait_until(lambda: "is the host half running, with [egress] in its config?"
+                   in enclave.stderr(), 10, "the enclave half's reason", watch=[enclave])

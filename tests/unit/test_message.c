@@ -69,7 +69,17 @@ static void hello_round_trip(void **state)
 	assert_string_equal(d.rules[1].hostname, "api.example.com");
 	assert_int_equal(d.rules[1].tcp_port, 443);
 	assert_int_equal(d.rules[1].enclave_address, 0x7f000002);
+	assert_int_equal(d.egress_port, 0);
 	msg_free(&d);
+
+	/* [egress]'s port goes along when there is one, and only then. */
+	m.egress_port = 8001;
+	decode_ok(msg_encode(&m, buf, sizeof(buf)), &d);
+	assert_int_equal(d.egress_port, 8001);
+	assert_int_equal(d.nrules, 2);
+	msg_free(&d);
+	m.egress_port = UINT32_MAX - 1; /* the largest a config takes */
+	assert_true(msg_encode(&m, buf, sizeof(buf)) <= msg_hello_size(rules, 2));
 }
 
 static void other_types_round_trip(void **state)
@@ -409,6 +419,27 @@ static void collect(void *arg, const char *line)
 	snprintf(lines[nlines++ % 8], sizeof(lines[0]), "%s", line);
 }
 
+static void diff_names_egress(void **state)
+{
+	(void)state;
+	nlines = 0;
+	assert_int_equal(config_diff_egress(0, 0, collect, NULL), 0);
+	assert_int_equal(config_diff_egress(8001, 8001, collect, NULL), 0);
+	assert_int_equal(nlines, 0);
+	assert_int_equal(config_diff_egress(0, 8001, collect, NULL), 1);
+	assert_string_equal(lines[0],
+			    "config mismatch: the enclave has [egress] on vsock_port 8001, "
+			    "the host does not: the host half refuses the enclave's egress");
+	assert_int_equal(config_diff_egress(8001, 0, collect, NULL), 1);
+	assert_string_equal(lines[1], "config mismatch: the host has [egress] on vsock_port 8001, "
+				      "the enclave does not");
+	assert_int_equal(config_diff_egress(8001, 8002, collect, NULL), 1);
+	assert_string_equal(lines[2], "config mismatch: [egress]: vsock_port is 8001 in the host's "
+				      "config, 8002 in the enclave's: the host half refuses the "
+				      "enclave's egress");
+	assert_int_equal(nlines, 3);
+}
+
 static void diff_names_each_difference(void **state)
 {
 	struct rule host[] = {in_rule(9000, 80, 80),
@@ -444,6 +475,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(hello_round_trip),
+	    cmocka_unit_test(diff_names_egress),
 	    cmocka_unit_test(other_types_round_trip),
 	    cmocka_unit_test(status_round_trip),
 	    cmocka_unit_test(app_and_time_round_trip),
