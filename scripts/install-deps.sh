@@ -46,8 +46,8 @@ all) packages=("${build_packages[@]}"
 	dnsperf
 	# the benchmarks' pgbench (with its own throwaway cluster: see bench/README.md)
 	postgresql
-	# make profile: where the halves' CPU goes (perf record)
-	linux-perf
+	# make profile: where the halves' CPU goes (perf record); bench/sockmap: libbpf
+	linux-perf libbpf-dev
 	# the VM tests (static binary in an initramfs under QEMU, real AF_VSOCK), both CPUs
 	busybox-static qemu-system-x86 qemu-system-arm linux-image-amd64 kmod xz-utils zstd
 	# the aarch64 build, run under qemu-user in the end-to-end tests
