@@ -16,27 +16,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 binary=${1:-$here/../build/qproxy-static}
 n=${N:-200000}
-ns=qpprof$$
-work=$(mktemp -d /tmp/qpprof.XXXXXX)
-pids=()
-
 die() {
 	echo "profile: $*" >&2
 	exit 1
 }
-cleanup() {
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
 
 command -v perf >/dev/null || die "perf not found: apt-get install linux-perf"
 command -v redis-benchmark >/dev/null || die "redis-benchmark not found: apt-get install redis-server"
 [ -x "$binary" ] || die "$binary: no such binary (make static)"
+. "$here/netns-run.sh"
 
 # The halves' user+system CPU time so far, in clock ticks.
 ticks() {
@@ -47,8 +35,6 @@ bench_get() {
 	redis-benchmark "$@" -t get -n "$n" -c 50 -q | tr '\r' '\n' | awk '/requests per second/ { print $2 }'
 }
 
-ip netns add "$ns"
-ip -n "$ns" link set lo up
 ip netns exec "$ns" redis-server --save "" --appendonly no --port 16379 --bind 127.0.0.1 \
 	>"$work/redis.log" &
 pids+=($!)

@@ -13,27 +13,13 @@ qproxy=${1:-$repo/build/qproxy-static}
 n=${N:-200000}
 rounds=${ROUNDS:-3}
 out=$repo/build/sockmap
-ns=qpsockmap$$
-work=$(mktemp -d /tmp/qpsockmap.XXXXXX)
-pids=()
-
-cleanup() {
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. "$repo/bench/netns-run.sh"
 
 mkdir -p "$out"
 clang -O2 -g -target bpf -I"/usr/include/$(gcc -dumpmachine)" -c "$here/redirect.bpf.c" \
 	-o "$out/redirect.bpf.o"
 cc -O2 -Wall -Wextra -o "$out/redirect" "$here/redirect.c" -lbpf
 
-ip netns add "$ns"
-ip -n "$ns" link set lo up
 ip netns exec "$ns" redis-server --save "" --appendonly no --port 16379 --bind 127.0.0.1 \
 	>/dev/null &
 pids+=($!)
