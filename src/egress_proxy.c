@@ -11,6 +11,7 @@
 
 #include "dns.h"
 #include "log.h"
+#include "lograte.h"
 #include "net.h"
 #include "proxyreq.h"
 #include "relay.h"
@@ -77,6 +78,7 @@ struct egress_proxy {
 	size_t ndl, dl_cap;
 	struct dns_server *dns;
 	int64_t last_pause_log;
+	struct lograte denied; /* names the DNS mode denied, said once a minute */
 };
 
 static const char *kind_name(enum pc_kind k)
@@ -572,6 +574,7 @@ struct egress_proxy *egress_proxy_new(struct loop *l, const struct config *c,
 	ep->opts = *o;
 	ep->fd = -1;
 	ep->last_pause_log = -10000;
+	ep->denied.window = 60000;
 	return ep;
 }
 
@@ -670,12 +673,20 @@ enum egress_map_result egress_proxy_map(struct egress_proxy *ep, const char *nam
 	char norm[POLICY_NAME_MAX + 1];
 	uint16_t ports[DNS_PORTS_MAX];
 	size_t nports = 0;
+	bool normal = policy_normalize(name, norm) == 0;
 
-	if (policy_normalize(name, norm) == 0)
+	if (normal)
 		nports = policy_name_ports(&ep->cfg->egress, norm, ports, DNS_PORTS_MAX);
 	if (nports == 0 || net_is_ip_literal(norm)) {
-		log_warn(0, "egress dns %.253s: denied: the policy allows it on no explicit port",
-			 name);
+		unsigned long unsaid;
+		if (!lograte_say(&ep->denied, normal ? norm : name, loop_now(), &unsaid))
+			return EGRESS_DENIED_NAME;
+		char more[64] = "; repeats are said once a minute at most";
+		if (unsaid)
+			snprintf(more, sizeof(more), "; asked %lu more times since last said",
+				 unsaid);
+		log_warn(0, "egress dns %.253s: denied: the policy allows it on no explicit port%s",
+			 name, more);
 		return EGRESS_DENIED_NAME;
 	}
 	for (size_t i = 0; i < ep->nnames; i++) {

@@ -346,6 +346,11 @@ def test_dns_mode_needs_no_proxy_settings(qp, netns, world, certs, enclave_resol
     # A wildcard on ports "*" gives no port to listen on: the proxy's, not the DNS mode's.
     assert dig(netns, "x.any.qproxy.test", "A") == ("NXDOMAIN", [])
     assert "egress dns other.qproxy.test: denied" in enclave.stderr()
+    for _ in range(5):  # a resolver's retries, an app that keeps asking: not a line each
+        assert dig(netns, "Other.qproxy.test", "A") == ("NXDOMAIN", [])
+    said = [l for l in enclave.stderr().splitlines() if "other.qproxy.test: denied" in l.lower()]
+    assert len(said) == 1, said
+    assert said[0].endswith("; repeats are said once a minute at most"), said
 
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     r = subprocess.run(netns.exec_argv(["curl", "-sS", "--max-time", "20", "--cacert",
