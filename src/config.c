@@ -136,6 +136,8 @@ static const struct key keys[] = {
     {T_EGRESS, "dns", V_BOOL, false, SP_NONE, CONF(egress_dns)},
     {T_EGRESS, "resolv_conf", V_PATH, false, SP_NONE, CONF(egress_resolv_conf)},
     {T_EGRESS, "connect_timeout", V_NUMBER, false, SP_NONE, CONF(egress_connect_timeout)},
+    /* As a rule's: each half enforces its own. */
+    {T_EGRESS, "max_connections", V_NUMBER, false, SP_NONE, CONF(egress_max_connections)},
     {T_EGRESS, "allow", V_POLICY, false, SP_NONE, CONF(egress.allow)},
     {T_EGRESS, "deny", V_POLICY, false, SP_NONE, CONF(egress.deny)},
     /* The host half's Prometheus endpoint; --metrics overrides it. */
@@ -1035,7 +1037,8 @@ static void check_link_limits(struct parser *p)
 			 MSG_MAX_RULES + 1, c->nrules, MSG_MAX_RULES);
 		return;
 	}
-	size_t total = msg_hello_size(c->rules, c->nrules);
+	size_t total =
+	    msg_hello_size(c->rules, c->nrules, c->has_egress ? c->egress_vsock_port : 0);
 	if (total > MSG_MAX) {
 		i = crossing_rule(c, total, msg_rule_size, &at);
 		error_at(p, c->rules[i].line,

@@ -155,6 +155,7 @@ struct econn {
 	char addr[NET_ADDR_LEN];
 	char refused[EGRESS_REASON_MAX]; /* why the addresses were passed over, "" when none was */
 	int refused_status;
+	bool admitted; /* counted in open: under max_connections */
 	struct egress_dest *stat;
 	struct loop_defer free_d;
 	struct econn *prev, *next;
@@ -167,6 +168,14 @@ struct egress_server {
 	int fd;
 	unsigned long next_id;
 	struct econn *conns;
+	/*
+	 * With max_connections: open counts the connections let past their request;
+	 * live counts all, and those past 2 x max_connections are closed at accept,
+	 * so that requests refused for being over the limit are bounded too.
+	 */
+	size_t open, live;
+	unsigned long busy_unsaid;
+	int64_t last_busy_log;
 	struct egress_stats stats;
 	int64_t last_pause_log;
 	struct sockaddr_storage own[OWN_MAX]; /* this host's addresses, read at own_at */
@@ -188,7 +197,21 @@ static void econn_free(struct loop_defer *d)
 		c->next->prev = c->prev;
 	if (c->ai)
 		freeaddrinfo(c->ai);
+	c->s->live--;
+	c->s->open -= c->admitted;
 	free(c);
+}
+
+/* Refusals for max_connections, said at most once a second, each line with the count since. */
+static void busy_said(struct egress_server *s, const char *what)
+{
+	s->busy_unsaid++;
+	if (loop_now() - s->last_busy_log < 1000)
+		return;
+	log_warn(0, "egress: %s: max_connections %" PRIu32 " open; %lu refused since last said",
+		 what, s->cfg->egress_max_connections, s->busy_unsaid);
+	s->last_busy_log = loop_now();
+	s->busy_unsaid = 0;
 }
 
 /* Before the relay: stop the timer and the lookup, close whatever is open. */
@@ -433,6 +456,21 @@ static void econn_request(struct econn *c)
 	struct egress_server *s = c->s;
 	const struct policy_entry *rule;
 	char why[EGRESS_REASON_MAX], entry[POLICY_ENTRY_LEN];
+	uint32_t max = s->cfg->egress_max_connections;
+
+	if (max && s->open >= max) {
+		char shown[POLICY_SHOWN_LEN];
+		snprintf(why, sizeof(why), "max_connections %" PRIu32 " open in the host half", max);
+		econn_reply(c, EGRESS_BUSY, why);
+		econn_drop(c);
+		snprintf(why, sizeof(why), "refused %s:%u",
+			 policy_shown(c->req.host, shown), c->req.port);
+		busy_said(s, why);
+		loop_defer(s->loop, &c->free_d);
+		return;
+	}
+	c->admitted = true;
+	s->open++;
 
 	if (policy_normalize(c->req.host, c->host) != 0) {
 		char shown[POLICY_SHOWN_LEN];
@@ -526,6 +564,12 @@ static void on_econn_timer(struct loop *l, struct loop_timer *t)
 
 static void econn_start(struct egress_server *s, int fd)
 {
+	uint32_t max = s->cfg->egress_max_connections;
+	if (max && s->live >= 2 * (size_t)max) {
+		close(fd);
+		busy_said(s, "closed a connection at once, before its request");
+		return;
+	}
 	struct econn *c = calloc(1, sizeof(*c));
 
 	if (!c) {
@@ -533,6 +577,7 @@ static void econn_start(struct egress_server *s, int fd)
 		close(fd);
 		return;
 	}
+	s->live++;
 	c->s = s;
 	c->id = ++s->next_id;
 	c->cfd = fd;

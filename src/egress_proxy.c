@@ -46,6 +46,7 @@ struct pconn {
 	char dest[EGRESS_DEST_LEN];
 	uint8_t reply[4 + EGRESS_FRAME_MAX];
 	size_t reply_len;
+	bool admitted; /* counted in ep->open: under max_connections */
 	struct egress_dest *stat;
 	struct loop_defer free_d;
 	struct pconn *prev, *next;
@@ -79,6 +80,9 @@ struct egress_proxy {
 	struct dns_server *dns;
 	int64_t last_pause_log;
 	struct lograte denied; /* names the DNS mode denied, said once a minute */
+	size_t open;	       /* connections let past the policy, for max_connections */
+	unsigned long busy_unsaid;
+	int64_t last_busy_log;
 };
 
 static const char *kind_name(enum pc_kind k)
@@ -98,6 +102,7 @@ static void pconn_free(struct loop_defer *d)
 		c->ep->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	c->ep->open -= c->admitted;
 	free(c);
 }
 
@@ -136,6 +141,8 @@ static const char *http_reason(int status)
 		return "Not Implemented";
 	case 502:
 		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
 	case 504:
 		return "Gateway Timeout";
 	}
@@ -243,6 +250,7 @@ static void pconn_answer(struct pconn *c, const struct egress_reply *rep)
 	    [EGRESS_REFUSED] = {502, SOCKS_REFUSED},
 	    [EGRESS_TIMEOUT] = {504, SOCKS_HOST_UNREACHABLE},
 	    [EGRESS_BAD] = {502, SOCKS_FAILURE},
+	    [EGRESS_BUSY] = {503, SOCKS_FAILURE},
 	};
 	char why[EGRESS_REASON_MAX + 32];
 
@@ -357,6 +365,31 @@ static void pconn_link(struct pconn *c)
 		pconn_linked(c);
 }
 
+/*
+ * max_connections are open: the client hears so in its own protocol (503), and
+ * the refusals are said at most once a second, each line with the count since.
+ */
+static void pconn_busy(struct pconn *c, uint32_t max)
+{
+	struct egress_proxy *ep = c->ep;
+	char why[80];
+
+	snprintf(why, sizeof(why), "max_connections %" PRIu32 " open in the enclave half", max);
+	answer_error(c, 503, SOCKS_FAILURE, why);
+	pconn_drop(c);
+	c->stat->open--;
+	ep->busy_unsaid++;
+	if (loop_now() - ep->last_busy_log >= 1000) {
+		log_warn(0,
+			 "egress: refused %s %s -> %s: max_connections %" PRIu32
+			 " open; %lu refused since last said",
+			 kind_name(c->kind), c->peer, c->dest, max, ep->busy_unsaid);
+		ep->last_busy_log = loop_now();
+		ep->busy_unsaid = 0;
+	}
+	loop_defer(ep->loop, &c->free_d);
+}
+
 /* The destination is known: this half's policy first, then the host half's. */
 static void pconn_decide(struct pconn *c, const char *host, uint16_t port)
 {
@@ -387,6 +420,13 @@ static void pconn_decide(struct pconn *c, const char *host, uint16_t port)
 		pconn_fail(c, 403, SOCKS_NOT_ALLOWED, true, why);
 		return;
 	}
+	uint32_t max = c->ep->cfg->egress_max_connections;
+	if (max && c->ep->open >= max) {
+		pconn_busy(c, max);
+		return;
+	}
+	c->admitted = true;
+	c->ep->open++;
 	log_info(c->id, "egress %s %s -> %s: allowed by \"%s\" (line %d); asking the host half",
 		 kind_name(c->kind), c->peer, c->dest, policy_entry_str(rule, entry, sizeof(entry)),
 		 rule->line);

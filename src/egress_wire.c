@@ -194,6 +194,7 @@ const char *egress_status_name(unsigned status)
 	    [EGRESS_REFUSED] = "refused",
 	    [EGRESS_TIMEOUT] = "timeout",
 	    [EGRESS_BAD] = "bad request",
+	    [EGRESS_BUSY] = "busy",
 	};
 	return status <= EGRESS_STATUS_MAX ? names[status] : "unknown";
 }

@@ -29,7 +29,8 @@ enum egress_status {
 	EGRESS_REFUSED = 3, /* the connect failed, or no address may be used */
 	EGRESS_TIMEOUT = 4, /* the connect, or the lookup, took too long */
 	EGRESS_BAD = 5,	    /* the request itself was refused */
-	EGRESS_STATUS_MAX = 5,
+	EGRESS_BUSY = 6,    /* max_connections are open */
+	EGRESS_STATUS_MAX = 6,
 };
 
 struct egress_req {
@@ -61,7 +62,7 @@ int egress_req_decode(const uint8_t *buf, size_t len, struct egress_req *r, char
 int egress_reply_decode(const uint8_t *buf, size_t len, struct egress_reply *r, char *err,
 			size_t errlen);
 
-/* "ok", "denied", "no such name", "refused", "timeout", "bad request". */
+/* "ok", "denied", "no such name", "refused", "timeout", "bad request", "busy". */
 const char *egress_status_name(unsigned status);
 
 #endif

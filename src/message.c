@@ -173,10 +173,10 @@ static size_t with_rules(const struct msg *m, const struct rule *rules, size_t n
 	return size;
 }
 
-size_t msg_hello_size(const struct rule *rules, size_t n)
+size_t msg_hello_size(const struct rule *rules, size_t n, uint32_t egress_port)
 {
 	struct msg m = {
-	    .type = MSG_HELLO, .proto = UINT32_MAX, .role = 1, .egress_port = UINT32_MAX};
+	    .type = MSG_HELLO, .proto = UINT32_MAX, .role = 1, .egress_port = egress_port};
 
 	memset(m.version, 'v', sizeof(m.version) - 1);
 	return with_rules(&m, rules, n, msg_rule_size);

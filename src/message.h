@@ -105,12 +105,12 @@ struct msg {
 };
 
 /*
- * The bytes a HELLO carrying these rules takes, at most (with the longest version
- * string): a config whose HELLO exceeds MSG_MAX, or which has more than
+ * The bytes a HELLO carrying these rules and [egress]'s vsock_port (0: none) takes,
+ * at most (with the longest version string): a config whose HELLO exceeds MSG_MAX, or which has more than
  * MSG_MAX_RULES rules, cannot cross the link, and must not pass the config check.
  * msg_rule_size() is one rule's share.
  */
-size_t msg_hello_size(const struct rule *rules, size_t n);
+size_t msg_hello_size(const struct rule *rules, size_t n, uint32_t egress_port);
 size_t msg_rule_size(const struct rule *r);
 /*
  * The same for the enclave half's STATS, with every counter at its largest: an

@@ -15,6 +15,7 @@ from pathlib import Path
 import socket
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -439,3 +440,68 @@ def test_an_egress_mismatch_is_named_when_the_halves_link(qp, netns, where):
         assert r.stdout == "502", (r.stdout, r.stderr)
         wait_until(lambda: "is the host half running, with [egress] in its config?"
                    in enclave.stderr(), 10, "the enclave half's reason", watch=[enclave])
+
+
+def tunnel(netns, dest):
+    """A CONNECT tunnel through the enclave's proxy, held open: the socket, once the
+    proxy said 200 (or the status line it said instead, and the socket closed)."""
+    s = netns.sockets(1)[0]
+    s.settimeout(10)
+    s.connect(("127.0.0.1", PROXY_PORT))
+    s.sendall(f"CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, f"the proxy closed the tunnel to {dest}: {head!r}"
+        head += chunk
+    status = head.split(b"\r\n")[0].decode()
+    if status != "HTTP/1.1 200 Connection established":
+        s.close()
+        return status
+    return s
+
+
+@pytest.mark.parametrize("half", ["host", "enclave"])
+def test_max_connections_in_either_half(qp, netns, world, certs, half):
+    """[egress] max_connections: each half holds at most that many egress connections open;
+    one more is answered 503 (SOCKS5: general failure) naming the half, the refusals are
+    said at most once a second, and closing one lets the next in."""
+    limit = "max_connections = 2\n"
+    host, enclave = start(qp, world, [f"{API}:8080"], host_extra=limit * (half == "host"),
+                          enclave_extra=limit * (half == "enclave"))
+    held = [tunnel(netns, f"{API}:8080") for _ in range(2)]
+    assert all(isinstance(t, socket.socket) for t in held), held
+    why = f"max_connections 2 open in the {half} half"
+    if half == "host":
+        why = f"host half: busy: {why}"
+    rc, body, code, _ = curl(netns, certs, "-x", PROXY, f"http://{API}:8080/third")
+    assert (code, body) == ("503", why)
+    rc, _, _, err = curl(netns, certs, "-x", SOCKS, f"http://{API}:8080/fourth")
+    assert socks_reply(rc, err) == 1
+    said = host if half == "host" else enclave
+    own = [l for l in said.stderr().splitlines() if "[enclave]" not in l and "refused" in l]
+    assert len(own) == 1, own  # the second within the second is counted, not said
+    assert "max_connections 2 open; 1 refused since last said" in own[0], own
+    # A tunnel still carries bytes; once closed, its place is free.
+    held[0].sendall(f"GET /in HTTP/1.1\r\nHost: {API}:8080\r\n\r\n".encode())
+    assert held[0].recv(4096).startswith(b"HTTP/1.0 200")
+    held[0].close()
+    wait_until(lambda: curl(netns, certs, "-x", PROXY, f"http://{API}:8080/again")[2] == "200",
+               10, "a place free again")
+    if half == "host":
+        # Connections that never send their request count too: past twice the limit (one
+        # tunnel and three silent ones here) the host half closes the next at once.
+        silent = [socket.socket(socket.AF_UNIX) for _ in range(4)]
+        time.sleep(1.1)  # past the second whose refusals were said above
+        for s in silent:
+            s.settimeout(10)
+            s.connect(str(qp.vsock_path(3, EGRESS_VSOCK)))
+        assert silent[3].recv(1) == b""
+        wait_until(lambda: "closed a connection at once, before its request" in host.stderr(),
+                   5, "the host half saying so", watch=[host])
+        for s in silent[:3]:  # the others wait for their request, 5 s at most
+            s.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                s.recv(1)
+            s.close()
+    held[1].close()

@@ -79,7 +79,7 @@ static void hello_round_trip(void **state)
 	assert_int_equal(d.nrules, 2);
 	msg_free(&d);
 	m.egress_port = UINT32_MAX - 1; /* the largest a config takes */
-	assert_true(msg_encode(&m, buf, sizeof(buf)) <= msg_hello_size(rules, 2));
+	assert_true(msg_encode(&m, buf, sizeof(buf)) <= msg_hello_size(rules, 2, m.egress_port));
 }
 
 static void other_types_round_trip(void **state)
