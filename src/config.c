@@ -138,6 +138,7 @@ static const struct key keys[] = {
     {T_EGRESS, "connect_timeout", V_NUMBER, false, SP_NONE, CONF(egress_connect_timeout)},
     /* As a rule's: each half enforces its own. */
     {T_EGRESS, "max_connections", V_NUMBER, false, SP_NONE, CONF(egress_max_connections)},
+    {T_EGRESS, "idle_timeout", V_NUMBER, false, SP_NONE, CONF(egress_idle_timeout)},
     {T_EGRESS, "allow", V_POLICY, false, SP_NONE, CONF(egress.allow)},
     {T_EGRESS, "deny", V_POLICY, false, SP_NONE, CONF(egress.deny)},
     /* The host half's Prometheus endpoint; --metrics overrides it. */

@@ -68,6 +68,7 @@ struct config {
 	char egress_resolv_conf[CONFIG_STR_MAX]; /* "" when not set */
 	uint32_t egress_connect_timeout; /* seconds per address, 0: CONFIG_CONNECT_TIMEOUT */
 	uint32_t egress_max_connections; /* each half's own cap on egress connections, 0: none */
+	uint32_t egress_idle_timeout;	 /* seconds without a byte either way, 0: none */
 	struct policy egress;		 /* allow and deny, each entry with its line */
 	bool sync_clock; /* [enclave] sync_clock: the enclave half sets its clock from the host's */
 

@@ -156,6 +156,7 @@ struct econn {
 	char refused[EGRESS_REASON_MAX]; /* why the addresses were passed over, "" when none was */
 	int refused_status;
 	bool admitted; /* counted in open: under max_connections */
+	struct relay_idle idle;
 	struct egress_dest *stat;
 	struct loop_defer free_d;
 	struct econn *prev, *next;
@@ -189,6 +190,7 @@ static void econn_free(struct loop_defer *d)
 {
 	struct econn *c = container_of(d, struct econn, free_d);
 
+	loop_timer_stop(c->s->loop, &c->timer); /* an idle check's, when the server goes first */
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -269,13 +271,22 @@ static void econn_done(struct relay *r)
 	struct econn *c = container_of(r, struct econn, relay);
 
 	/* up: from the enclave, which is the relay's client side, to the destination. */
+	loop_timer_stop(c->s->loop, &c->timer);
 	c->stat->open--;
 	c->stat->bytes_up += r->up.bytes;
 	c->stat->bytes_down += r->down.bytes;
-	log_info(c->id, "egress %s (%s): closed%s%s; %llu bytes up, %llu down, %lld ms", c->dest,
-		 c->addr, r->err ? " on error: " : "", r->err ? strerror(r->err) : "",
-		 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
-		 (long long)(loop_now() - c->start));
+	if (c->idle.fired)
+		log_info(c->id,
+			 "egress %s (%s): closed after %lld ms without a byte either way "
+			 "(idle_timeout %" PRIu32 " s); %llu bytes up, %llu down, %lld ms",
+			 c->dest, c->addr, (long long)(loop_now() - c->idle.since),
+			 c->s->cfg->egress_idle_timeout, (unsigned long long)r->up.bytes,
+			 (unsigned long long)r->down.bytes, (long long)(loop_now() - c->start));
+	else
+		log_info(c->id, "egress %s (%s): closed%s%s; %llu bytes up, %llu down, %lld ms",
+			 c->dest, c->addr, r->err ? " on error: " : "",
+			 r->err ? strerror(r->err) : "", (unsigned long long)r->up.bytes,
+			 (unsigned long long)r->down.bytes, (long long)(loop_now() - c->start));
 	econn_free(&c->free_d);
 }
 
@@ -296,6 +307,11 @@ static void econn_established(struct econn *c)
 	}
 	c->state = EC_RELAYING;
 	log_info(c->id, "egress %s (%s): connected, allowed by %s", c->dest, c->addr, c->rule);
+	relay_idle_start(&c->idle, loop_now());
+	/* Without its timer (out of memory) the connection only goes without the limit. */
+	if (c->s->cfg->egress_idle_timeout)
+		loop_timer_set(l, &c->timer,
+			       relay_idle_first((int64_t)c->s->cfg->egress_idle_timeout * 1000));
 }
 
 /*
@@ -555,11 +571,16 @@ static void on_econn_timer(struct loop *l, struct loop_timer *t)
 {
 	struct econn *c = container_of(t, struct econn, timer);
 
-	(void)l;
-	if (c->state == EC_REQUEST)
+	if (c->state == EC_RELAYING) {
+		int64_t next = relay_idle_check(
+		    &c->relay, &c->idle, (int64_t)c->s->cfg->egress_idle_timeout * 1000, loop_now());
+		if (next > 0)
+			loop_timer_set(l, &c->timer, next);
+	} else if (c->state == EC_REQUEST) {
 		econn_fail(c, EGRESS_BAD, "no whole request within 5 s");
-	else
+	} else {
 		econn_next(c, ETIMEDOUT);
+	}
 }
 
 static void econn_start(struct egress_server *s, int fd)

@@ -47,6 +47,7 @@ struct pconn {
 	uint8_t reply[4 + EGRESS_FRAME_MAX];
 	size_t reply_len;
 	bool admitted; /* counted in ep->open: under max_connections */
+	struct relay_idle idle;
 	struct egress_dest *stat;
 	struct loop_defer free_d;
 	struct pconn *prev, *next;
@@ -96,6 +97,7 @@ static void pconn_free(struct loop_defer *d)
 {
 	struct pconn *c = container_of(d, struct pconn, free_d);
 
+	loop_timer_stop(c->ep->loop, &c->timer); /* an idle check's, when the proxy goes first */
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -190,13 +192,23 @@ static void pconn_done(struct relay *r)
 {
 	struct pconn *c = container_of(r, struct pconn, relay);
 
+	loop_timer_stop(c->ep->loop, &c->timer);
 	c->stat->open--;
 	c->stat->bytes_up += r->up.bytes;
 	c->stat->bytes_down += r->down.bytes;
-	log_info(c->id, "egress %s %s -> %s: closed%s%s; %llu bytes up, %llu down, %lld ms",
-		 kind_name(c->kind), c->peer, c->dest, r->err ? " on error: " : "",
-		 r->err ? strerror(r->err) : "", (unsigned long long)r->up.bytes,
-		 (unsigned long long)r->down.bytes, (long long)(loop_now() - c->start));
+	if (c->idle.fired)
+		log_info(c->id,
+			 "egress %s %s -> %s: closed after %lld ms without a byte either way "
+			 "(idle_timeout %" PRIu32 " s); %llu bytes up, %llu down, %lld ms",
+			 kind_name(c->kind), c->peer, c->dest,
+			 (long long)(loop_now() - c->idle.since), c->ep->cfg->egress_idle_timeout,
+			 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
+			 (long long)(loop_now() - c->start));
+	else
+		log_info(c->id, "egress %s %s -> %s: closed%s%s; %llu bytes up, %llu down, %lld ms",
+			 kind_name(c->kind), c->peer, c->dest, r->err ? " on error: " : "",
+			 r->err ? strerror(r->err) : "", (unsigned long long)r->up.bytes,
+			 (unsigned long long)r->down.bytes, (long long)(loop_now() - c->start));
 	pconn_free(&c->free_d);
 }
 
@@ -236,6 +248,11 @@ static void pconn_relay(struct pconn *c, const struct egress_reply *rep)
 	c->state = PC_RELAYING;
 	log_info(c->id, "egress %s %s -> %s: connected; the host half reached %s, allowed by %s",
 		 kind_name(c->kind), c->peer, c->dest, rep->addr, rep->rule);
+	relay_idle_start(&c->idle, loop_now());
+	/* Without its timer (out of memory) the connection only goes without the limit. */
+	if (c->ep->cfg->egress_idle_timeout)
+		loop_timer_set(c->ep->loop, &c->timer,
+			       relay_idle_first((int64_t)c->ep->cfg->egress_idle_timeout * 1000));
 }
 
 /* The host half's answer, as the client's protocol says it. */
@@ -533,8 +550,13 @@ static void on_pconn_timer(struct loop *l, struct loop_timer *t)
 		pconn_fail(c, 504, SOCKS_HOST_UNREACHABLE, false,
 			   "no answer from the host half within 30 s");
 		break;
-	case PC_RELAYING:
+	case PC_RELAYING: {
+		int64_t next = relay_idle_check(
+		    &c->relay, &c->idle, (int64_t)c->ep->cfg->egress_idle_timeout * 1000, loop_now());
+		if (next > 0)
+			loop_timer_set(l, &c->timer, next);
 		break;
+	}
 	}
 }
 

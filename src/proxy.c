@@ -30,11 +30,6 @@
 #define ACCEPT_BATCH 64
 /* A full rule says so at most this often, with how many it refused meanwhile. */
 #define FULL_LOG_MS 1000
-/*
- * An idle connection is looked at this many times per idle_timeout: it is
- * closed at most a quarter of idle_timeout late, for a handful of timer runs.
- */
-#define IDLE_CHECKS 4
 /* accept_proxy_protocol: a client's whole PROXY header must arrive within this. */
 #define PP_HEADER_TIMEOUT_MS 5000
 
@@ -92,9 +87,7 @@ struct conn {
 	int64_t start;
 	struct loop_timer timer; /* connect deadline or retry; idle checks once relaying */
 	unsigned retries;
-	bool idle;	     /* closed by idle_timeout */
-	uint64_t idle_bytes; /* bytes relayed when last looked at, and since when */
-	int64_t idle_since;
+	struct relay_idle idle; /* idle_timeout's watch */
 	struct resolve_req *rq;
 	struct conn_pp *pp; /* NULL but under a PROXY protocol key, before the relay */
 	size_t early;	    /* client bytes sent in the preamble, before the relay counted any */
@@ -196,11 +189,11 @@ static void conn_done(struct relay *r)
 	ln->stats.open--;
 	ln->stats.bytes_up += up;
 	ln->stats.bytes_down += r->down.bytes;
-	if (c->idle) {
+	if (c->idle.fired) {
 		log_info(c->id,
 			 "%s: closed after %lld ms without a byte either way (idle_timeout %" PRIu32
 			 " s); %llu bytes up, %llu down, %lld ms",
-			 ln->label, (long long)(loop_now() - c->idle_since), ln->rule->idle_timeout,
+			 ln->label, (long long)(loop_now() - c->idle.since), ln->rule->idle_timeout,
 			 (unsigned long long)r->up.bytes, (unsigned long long)r->down.bytes,
 			 (long long)ms);
 	} else if (r->err) {
@@ -239,36 +232,19 @@ static void conn_relay(struct conn *c)
 	}
 	c->state = CONN_RELAYING;
 	log_info(c->id, "%s: %s -> %s: connected", c->ln->label, c->peer, c->far);
-	c->idle_since = loop_now();
+	relay_idle_start(&c->idle, loop_now());
 	/* Without its timer (out of memory) the connection only goes without the limit. */
 	if (c->ln->rule->idle_timeout)
-		loop_timer_set(l, &c->timer, (int64_t)c->ln->rule->idle_timeout * 1000 / IDLE_CHECKS);
+		loop_timer_set(l, &c->timer,
+			       relay_idle_first((int64_t)c->ln->rule->idle_timeout * 1000));
 }
 
-/*
- * Idle time is read from the relay's byte counters a few times per idle_timeout,
- * so the relay's hot path pays nothing for it: no clock, no timer per byte.
- */
 static void conn_idle_check(struct conn *c)
 {
-	struct relay *r = &c->relay;
-	uint64_t bytes = r->up.bytes + r->down.bytes;
-	int64_t now = loop_now(), limit = (int64_t)c->ln->rule->idle_timeout * 1000;
-
-	if (bytes != c->idle_bytes) {
-		c->idle_bytes = bytes;
-		c->idle_since = now;
-	}
-	if (r->done)
-		return; /* ended otherwise, and not yet freed */
-	int64_t left = limit - (now - c->idle_since);
-	if (left <= 0) {
-		c->idle = true;
-		relay_abort(r, RELAY_CLIENT, ETIMEDOUT); /* a plain close both ways, not a reset */
-		return;
-	}
-	loop_timer_set(c->ln->px->loop, &c->timer,
-		       left < limit / IDLE_CHECKS ? left : limit / IDLE_CHECKS);
+	int64_t next = relay_idle_check(&c->relay, &c->idle,
+					(int64_t)c->ln->rule->idle_timeout * 1000, loop_now());
+	if (next > 0)
+		loop_timer_set(c->ln->px->loop, &c->timer, next);
 }
 
 /*

@@ -378,3 +378,32 @@ int relay_start(struct relay *r, struct loop *l, int client, int server, void (*
 	relays_live++;
 	return 0;
 }
+
+void relay_idle_start(struct relay_idle *w, int64_t now)
+{
+	*w = (struct relay_idle){.since = now};
+}
+
+int64_t relay_idle_first(int64_t limit_ms)
+{
+	return limit_ms / RELAY_IDLE_CHECKS;
+}
+
+int64_t relay_idle_check(struct relay *r, struct relay_idle *w, int64_t limit_ms, int64_t now)
+{
+	uint64_t bytes = r->up.bytes + r->down.bytes;
+
+	if (bytes != w->bytes) {
+		w->bytes = bytes;
+		w->since = now;
+	}
+	if (r->done)
+		return 0; /* ended otherwise, and not yet freed */
+	int64_t left = limit_ms - (now - w->since);
+	if (left <= 0) {
+		w->fired = true;
+		relay_abort(r, RELAY_CLIENT, ETIMEDOUT);
+		return 0;
+	}
+	return left < limit_ms / RELAY_IDLE_CHECKS ? left : limit_ms / RELAY_IDLE_CHECKS;
+}

@@ -70,6 +70,28 @@ void relay_abort(struct relay *r, enum relay_side side, int err);
 /* End it now, closing both fds, and never call on_done: for an owner that frees r at once. */
 void relay_discard(struct relay *r);
 
+/*
+ * idle_timeout for a relay: its idle time read from its byte counters a few
+ * times per limit (RELAY_IDLE_CHECKS), so the hot path pays nothing for it, no
+ * clock and no timer per byte; it closes at most a quarter of the limit late.
+ * relay_idle_start() when the relay starts; then relay_idle_check() on each run
+ * of a timer first set to relay_idle_first() ms.
+ */
+#define RELAY_IDLE_CHECKS 4
+struct relay_idle {
+	uint64_t bytes; /* relayed when last looked at */
+	int64_t since;	/* loop time that count was first seen: the last byte's, or the start */
+	bool fired;	/* the relay was closed for it */
+};
+void relay_idle_start(struct relay_idle *w, int64_t now);
+int64_t relay_idle_first(int64_t limit_ms);
+/*
+ * ms until the next look; or 0 when there is none: the relay has been idle for
+ * limit_ms, and is now ending (a plain close both ways, not a reset; w->fired
+ * set), or it already ended otherwise.
+ */
+int64_t relay_idle_check(struct relay *r, struct relay_idle *w, int64_t limit_ms, int64_t now);
+
 /* splice(2) where the kernel can (the default), or read/write only: for tests and comparisons. */
 void relay_use_splice(bool on);
 

@@ -505,3 +505,32 @@ def test_max_connections_in_either_half(qp, netns, world, certs, half):
                 s.recv(1)
             s.close()
     held[1].close()
+
+
+@pytest.mark.parametrize("half", ["host", "enclave"])
+def test_idle_timeout_in_either_half(qp, netns, world, certs, half):
+    """[egress] idle_timeout: a tunnel carrying a byte now and then stays; once silent for
+    idle_timeout, the half that has the limit closes it, plainly (the client reads EOF,
+    not a reset), and says why."""
+    limit = "idle_timeout = 1\n"
+    host, enclave = start(qp, world, [f"{API}:8080"], host_extra=limit * (half == "host"),
+                          enclave_extra=limit * (half == "enclave"))
+    t = tunnel(netns, f"{API}:8080")
+    assert isinstance(t, socket.socket), t
+    t.sendall(b"GET /slow HTTP/1.1\r\n")
+    for i in range(5):  # 2 s, a header line every 0.4 s: never idle for 1 s
+        time.sleep(0.4)
+        t.sendall(b"X-Slow: %d\r\n" % i)
+    t.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        t.recv(1)  # still open
+    t.setblocking(True)
+    t.settimeout(10)
+    assert t.recv(1) == b""
+    t.close()
+    said = host if half == "host" else enclave
+    wait_until(lambda: "without a byte either way (idle_timeout 1 s)" in said.stderr(), 5,
+               f"the {half} half saying why", watch=[host, enclave])
+    other = enclave if half == "host" else host
+    assert "idle_timeout" not in "\n".join(l for l in other.stderr().splitlines()
+                                           if "[enclave]" not in l)

@@ -291,6 +291,32 @@ static void reset(void **state)
 	assert_int_equal(read(g->client, buf, sizeof(buf)), 0);
 }
 
+/* idle_timeout's watch, on a clock given by hand: a byte resets it; silence ends the relay. */
+static void idle_watch(void **state)
+{
+	struct rig *g = *state;
+	struct relay_idle w;
+	char buf[8];
+
+	relay_idle_start(&w, 1000);
+	assert_int_equal(relay_idle_first(4000), 1000);
+	assert_int_equal(relay_idle_check(&g->relay, &w, 4000, 2000), 1000);
+	assert_int_equal(relay_idle_check(&g->relay, &w, 4000, 4500), 500); /* 500 ms left */
+	assert_int_equal(write(g->client, "x", 1), 1);
+	RUN_UNTIL(g, g->relay.up.bytes == 1);
+	assert_int_equal(relay_idle_check(&g->relay, &w, 4000, 4600), 1000); /* the byte: anew */
+	assert_int_equal(w.since, 4600);
+	assert_false(w.fired);
+	assert_int_equal(relay_idle_check(&g->relay, &w, 4000, 8600), 0);
+	assert_true(w.fired);
+	RUN_UNTIL(g, g->done == 1);
+	/* A plain close both ways: the byte arrived, then EOF, no reset. */
+	assert_int_equal(read(g->server, buf, sizeof(buf)), 1);
+	assert_int_equal(read(g->server, buf, sizeof(buf)), 0);
+	assert_int_equal(read(g->client, buf, sizeof(buf)), 0);
+	assert_int_equal(relay_idle_check(&g->relay, &w, 4000, 9000), 0); /* done: no more looks */
+}
+
 /* A connected loopback TCP pair, both ends non-blocking: *a connected, *b accepted. */
 static void tcp_pair(int *a, int *b)
 {
@@ -540,6 +566,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(reset_from_server_tcp, setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(reset_from_client_tcp, setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(both_eof, setup, teardown),
+		cmocka_unit_test_setup_teardown(idle_watch, setup, teardown),
 	};
 	const struct CMUnitTest copy_only[] = {
 		cmocka_unit_test_setup_teardown(no_memory_backs_off, setup, teardown),
