@@ -102,6 +102,7 @@ long egress_stats_msg(const struct egress_stats *s, size_t max, struct msg_egres
 		e->open = top[i]->open;
 		e->total = top[i]->total;
 		e->denied = top[i]->denied;
+		e->refused = top[i]->refused;
 		e->bytes_up = top[i]->bytes_up;
 		e->bytes_down = top[i]->bytes_down;
 	}
@@ -472,21 +473,6 @@ static void econn_request(struct econn *c)
 	struct egress_server *s = c->s;
 	const struct policy_entry *rule;
 	char why[EGRESS_REASON_MAX], entry[POLICY_ENTRY_LEN];
-	uint32_t max = s->cfg->egress_max_connections;
-
-	if (max && s->open >= max) {
-		char shown[POLICY_SHOWN_LEN];
-		snprintf(why, sizeof(why), "max_connections %" PRIu32 " open in the host half", max);
-		econn_reply(c, EGRESS_BUSY, why);
-		econn_drop(c);
-		snprintf(why, sizeof(why), "refused %s:%u",
-			 policy_shown(c->req.host, shown), c->req.port);
-		busy_said(s, why);
-		loop_defer(s->loop, &c->free_d);
-		return;
-	}
-	c->admitted = true;
-	s->open++;
 
 	if (policy_normalize(c->req.host, c->host) != 0) {
 		char shown[POLICY_SHOWN_LEN];
@@ -511,6 +497,20 @@ static void econn_request(struct econn *c)
 	}
 	snprintf(c->rule, sizeof(c->rule), "\"%s\" (line %d)",
 		 policy_entry_str(rule, entry, sizeof(entry)), rule->line);
+	uint32_t max = s->cfg->egress_max_connections;
+	if (max && s->open >= max) {
+		snprintf(why, sizeof(why), "max_connections %" PRIu32 " open in the host half", max);
+		econn_reply(c, EGRESS_BUSY, why);
+		econn_drop(c);
+		c->stat->open--;
+		c->stat->refused++;
+		snprintf(why, sizeof(why), "refused %s", c->dest);
+		busy_said(s, why);
+		loop_defer(s->loop, &c->free_d);
+		return;
+	}
+	c->admitted = true;
+	s->open++;
 	socklen_t len = net_ip_literal(c->host, c->req.port, &c->lit_ss);
 	if (len > 0) {
 		/* An IP literal is allowed by its address: a special one is a denial too. */

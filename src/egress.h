@@ -29,6 +29,7 @@
 struct egress_dest {
 	char name[EGRESS_DEST_LEN];
 	unsigned long open, total, denied;
+	unsigned long refused;	       /* by [egress] max_connections */
 	uint64_t bytes_up, bytes_down; /* up: towards the destination */
 };
 

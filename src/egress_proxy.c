@@ -395,6 +395,7 @@ static void pconn_busy(struct pconn *c, uint32_t max)
 	answer_error(c, 503, SOCKS_FAILURE, why);
 	pconn_drop(c);
 	c->stat->open--;
+	c->stat->refused++;
 	ep->busy_unsaid++;
 	if (loop_now() - ep->last_busy_log >= 1000) {
 		log_warn(0,

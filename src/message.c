@@ -31,7 +31,7 @@ enum {
 enum { R_DIR, R_VSOCK, R_HOST_PORT, R_ENCLAVE_PORT, R_TCP_PORT, R_HOSTNAME, R_ADDRESS };
 enum { A_CMD, A_PID, A_RUNNING, A_UPTIME, A_RESTARTS, A_EXITS, A_STATUS, A_SIGNAL, A_KEYS };
 enum { S_VSOCK, S_OPEN, S_TOTAL, S_FAILED, S_UP, S_DOWN, S_REFUSED, S_LIMIT, S_KEYS };
-enum { E_DEST, E_OPEN, E_TOTAL, E_DENIED, E_UP, E_DOWN, E_KEYS };
+enum { E_DEST, E_OPEN, E_TOTAL, E_DENIED, E_UP, E_DOWN, E_REFUSED, E_KEYS };
 
 /*
  * A status reply holds the rules (within a HELLO's MSG_MAX, which the config check
@@ -103,8 +103,8 @@ static void put_egress(struct cbor_enc *e, const struct msg_egress *v, size_t n)
 {
 	cbor_put_array(e, n);
 	for (size_t i = 0; i < n; i++) {
-		const uint64_t c[E_KEYS] = {0,		 v[i].open,	v[i].total,
-					    v[i].denied, v[i].bytes_up, v[i].bytes_down};
+		const uint64_t c[E_KEYS] = {0,		 v[i].open,	  v[i].total,	v[i].denied,
+					    v[i].bytes_up, v[i].bytes_down, v[i].refused};
 		cbor_put_map(e, E_KEYS);
 		cbor_put_uint(e, E_DEST);
 		cbor_put_cstr(e, v[i].dest);
@@ -469,8 +469,8 @@ static bool get_stat(struct rd *r, struct msg_stat *out)
 static bool get_egress(struct rd *r, struct msg_egress *out)
 {
 	uint64_t n, k;
-	uint64_t *fields[E_KEYS] = {NULL,	  &out->open,	  &out->total,
-				    &out->denied, &out->bytes_up, &out->bytes_down};
+	uint64_t *fields[E_KEYS] = {NULL,	    &out->open,	      &out->total,  &out->denied,
+				    &out->bytes_up, &out->bytes_down, &out->refused};
 
 	if (!get_container(r, "egress entry", CBOR_MAP, 64, &n))
 		return false;

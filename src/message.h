@@ -67,6 +67,7 @@ struct msg_stat {
 struct msg_egress {
 	char dest[MSG_DEST_MAX];
 	uint64_t open, total, denied, bytes_up, bytes_down;
+	uint64_t refused; /* by that half's [egress] max_connections */
 };
 
 struct msg {

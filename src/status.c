@@ -302,10 +302,10 @@ static void print_rows(FILE *out, const char *half, const struct msg *m, const s
 static void print_egress(FILE *out, const char *half, const struct msg_egress *e, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "%-40s %-8s %8llu %8llu %8llu %14llu %14llu\n", e[i].dest, half,
+		fprintf(out, "%-40s %-8s %8llu %8llu %8llu %14llu %14llu %8llu\n", e[i].dest, half,
 			(unsigned long long)e[i].open, (unsigned long long)e[i].total,
 			(unsigned long long)e[i].denied, (unsigned long long)e[i].bytes_up,
-			(unsigned long long)e[i].bytes_down);
+			(unsigned long long)e[i].bytes_down, (unsigned long long)e[i].refused);
 }
 
 /* The enclave's app: its command, then how it is, on one line each. */
@@ -387,8 +387,8 @@ int status_query(const char *path, FILE *out, char *err, size_t errlen)
 	if (m.has_peer_stats)
 		print_rows(out, "enclave", &m, m.peer_stats);
 	if (m.negress > 0 || m.npeer_egress > 0) {
-		fprintf(out, "\n%-40s %-8s %8s %8s %8s %14s %14s\n", "EGRESS (busiest first)",
-			"HALF", "OPEN", "TOTAL", "DENIED", "BYTES UP", "BYTES DOWN");
+		fprintf(out, "\n%-40s %-8s %8s %8s %8s %14s %14s %8s\n", "EGRESS (busiest first)",
+			"HALF", "OPEN", "TOTAL", "DENIED", "BYTES UP", "BYTES DOWN", "REFUSED");
 		print_egress(out, "host", m.egress, m.negress);
 		print_egress(out, "enclave", m.peer_egress, m.npeer_egress);
 	}

@@ -132,7 +132,7 @@ def socks_reply(rc, err):
 
 def egress_rows(qp):
     """The egress view of `qproxy status`: one list of fields per destination and half
-    (DESTINATION HALF OPEN TOTAL DENIED UP DOWN)."""
+    (DESTINATION HALF OPEN TOTAL DENIED UP DOWN REFUSED)."""
     r = subprocess.run([qp.binary, "status", "--status-socket", str(qp.status_socket())],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
@@ -194,7 +194,7 @@ def test_denied_by_the_enclave_policy(qp, netns, world, certs):
     assert not [l for l in own if "other.qproxy.test" in l]  # never asked
     # qproxy status shows the enclave half's denials, which the host half never saw.
     rows = egress_rows(qp)
-    assert ["other.qproxy.test:8080", "enclave", "0", "1", "1", "0", "0"] in rows
+    assert ["other.qproxy.test:8080", "enclave", "0", "1", "1", "0", "0", "0"] in rows
     assert not [r for r in rows if r[0].startswith("other.") and r[1] == "host"]
 
 
@@ -210,8 +210,8 @@ def test_denied_by_the_host_policy_where_the_enclave_allows(qp, netns, world, ce
     assert "WARN  c1 egress hostdenied.qproxy.test:8080: denied:" in log
     rows = egress_rows(qp)
     # Each half counts it denied: the host half denied it, the enclave half's client was.
-    assert ["hostdenied.qproxy.test:8080", "host", "0", "1", "1", "0", "0"] in rows
-    assert ["hostdenied.qproxy.test:8080", "enclave", "0", "1", "1", "0", "0"] in rows
+    assert ["hostdenied.qproxy.test:8080", "host", "0", "1", "1", "0", "0", "0"] in rows
+    assert ["hostdenied.qproxy.test:8080", "enclave", "0", "1", "1", "0", "0", "0"] in rows
 
 
 def test_metadata_and_special_addresses(qp, netns, world, certs):
@@ -478,6 +478,10 @@ def test_max_connections_in_either_half(qp, netns, world, certs, half):
     assert (code, body) == ("503", why)
     rc, _, _, err = curl(netns, certs, "-x", SOCKS, f"http://{API}:8080/fourth")
     assert socks_reply(rc, err) == 1
+    # qproxy status counts both refusals in the half that made them, by destination.
+    rows = {(r[0], r[1]): r for r in egress_rows(qp)}
+    assert rows[(f"{API}:8080", half)][7] == "2"
+    assert all(r[7] == "0" for k, r in rows.items() if k[1] != half)
     said = host if half == "host" else enclave
     own = [l for l in said.stderr().splitlines() if "[enclave]" not in l and "refused" in l]
     assert len(own) == 1, own  # the second within the second is counted, not said

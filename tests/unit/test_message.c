@@ -266,8 +266,8 @@ static void status_round_trip(void **state)
 	msg_free(&d);
 
 	/* The egress view, when there is one: each destination whole, in order. */
-	struct msg_egress eg[2] = {{"api.example.com:443", 1, 2, 3, 4, UINT64_MAX},
-				   {"[2001:db8::1]:80", 0, 0, 9, 0, 0}};
+	struct msg_egress eg[2] = {{"api.example.com:443", 1, 2, 3, 4, UINT64_MAX, 7},
+				   {"[2001:db8::1]:80", 0, 0, 9, 0, 0, 0}};
 	assert_null(d.egress);
 	m.egress = eg;
 	m.negress = 2;

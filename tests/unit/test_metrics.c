@@ -237,8 +237,8 @@ static void step(struct rig *g)
 {
 	static const struct msg_stat estats[] = {{7777, 1, 2, 3, 4, 5, 0, 0},
 						 {9995, 6, 7, 8, 9, 10, 11, 12}};
-	static const struct msg_egress eegress[] = {{"api.example.com:443", 1, 2, 0, 30, 40},
-						    {"evil.test:80", 0, 5, 5, 0, 0}};
+	static const struct msg_egress eegress[] = {{"api.example.com:443", 1, 2, 0, 30, 40, 6},
+						    {"evil.test:80", 0, 5, 5, 0, 0, 0}};
 	struct msg m;
 
 	assert_true(loop_once(g->h.loop, 10) >= 0);
@@ -510,6 +510,10 @@ static void app_and_egress_series(void **state)
 		      "direction=\"down\"} 200\n");
 	assert_has(r, "\nqproxy_egress_denied_total{dest=\"10.0.0.1:22\",half=\"host\"} 1\n");
 	assert_has(r, "\nqproxy_egress_denied_total{dest=\"evil.test:80\",half=\"enclave\"} 5\n");
+	assert_has(r, "\nqproxy_egress_refused_total{dest=\"api.example.com:443\","
+		      "half=\"enclave\"} 6\n");
+	assert_has(r, "\nqproxy_egress_refused_total{dest=\"db.example.com:5432\",half=\"host\"} "
+		      "0\n");
 	assert_has(r, "\nqproxy_egress_bytes_total{dest=\"api.example.com:443\",half=\"enclave\","
 		      "direction=\"down\"} 40\n");
 	/* One HELP and TYPE per family, the two directions under one. */
