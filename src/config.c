@@ -1038,8 +1038,7 @@ static void check_link_limits(struct parser *p)
 			 MSG_MAX_RULES + 1, c->nrules, MSG_MAX_RULES);
 		return;
 	}
-	size_t total =
-	    msg_hello_size(c->rules, c->nrules, c->has_egress ? c->egress_vsock_port : 0);
+	size_t total = msg_hello_size(c->rules, c->nrules, c->egress_vsock_port);
 	if (total > MSG_MAX) {
 		i = crossing_rule(c, total, msg_rule_size, &at);
 		error_at(p, c->rules[i].line,

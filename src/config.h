@@ -62,7 +62,7 @@ struct config {
 	 * SOCKS5 on 127.0.0.1:egress_proxy_port, and with egress_dns a DNS server.
 	 */
 	bool has_egress;			 /* an [egress] table was present */
-	uint32_t egress_vsock_port;		 /* required in [egress] */
+	uint32_t egress_vsock_port;		 /* required in [egress]; 0 without it */
 	uint16_t egress_proxy_port;		 /* 0 when not set: no proxy */
 	bool egress_dns;			 /* enclave: answer DNS on 127.0.0.1:53 */
 	char egress_resolv_conf[CONFIG_STR_MAX]; /* "" when not set */

@@ -277,10 +277,10 @@ static void on_hello(struct control *ctl, const struct msg *m)
 		       ? config_diff(c->rules, c->nrules, m->rules, m->nrules, emit_warn, NULL)
 		       : config_diff(m->rules, m->nrules, c->rules, c->nrules, emit_warn, NULL);
 	/* A peer of another version may not say: its version differs, as said above. */
-	uint32_t mine = c->has_egress ? c->egress_vsock_port : 0;
 	if (strcmp(m->version, QPROXY_VERSION) == 0)
-		n += ctl->host ? config_diff_egress(mine, m->egress_port, emit_warn, NULL)
-			       : config_diff_egress(m->egress_port, mine, emit_warn, NULL);
+		n += ctl->host
+			 ? config_diff_egress(c->egress_vsock_port, m->egress_port, emit_warn, NULL)
+			 : config_diff_egress(m->egress_port, c->egress_vsock_port, emit_warn, NULL);
 	if (n == 0)
 		log_info(0, "control: the %s half's rules match this one's (%zu rules)", peer,
 			 c->nrules);
@@ -605,7 +605,7 @@ static struct link *link_new(struct control *ctl, int fd, const char *peer)
 	    .role = ctl->host ? 0 : 1,
 	    .rules = ctl->cfg->rules,
 	    .nrules = ctl->cfg->nrules,
-	    .egress_port = ctl->cfg->has_egress ? ctl->cfg->egress_vsock_port : 0,
+	    .egress_port = ctl->cfg->egress_vsock_port,
 	};
 	struct link *k = malloc(sizeof(*k));
 

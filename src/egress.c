@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "lograte.h"
 #include "message.h"
 #include "net.h"
 #include "relay.h"
@@ -176,8 +177,7 @@ struct egress_server {
 	 * so that requests refused for being over the limit are bounded too.
 	 */
 	size_t open, live;
-	unsigned long busy_unsaid;
-	int64_t last_busy_log;
+	struct logcount busy_log; /* their refusals, said once a second */
 	struct egress_stats stats;
 	int64_t last_pause_log;
 	struct sockaddr_storage own[OWN_MAX]; /* this host's addresses, read at own_at */
@@ -208,13 +208,11 @@ static void econn_free(struct loop_defer *d)
 /* Refusals for max_connections, said at most once a second, each line with the count since. */
 static void busy_said(struct egress_server *s, const char *what)
 {
-	s->busy_unsaid++;
-	if (loop_now() - s->last_busy_log < 1000)
-		return;
-	log_warn(0, "egress: %s: max_connections %" PRIu32 " open; %lu refused since last said",
-		 what, s->cfg->egress_max_connections, s->busy_unsaid);
-	s->last_busy_log = loop_now();
-	s->busy_unsaid = 0;
+	unsigned long n;
+
+	if (logcount_say(&s->busy_log, loop_now(), 1000, &n))
+		log_warn(0, "egress: %s: max_connections %" PRIu32 " open; %lu refused since last said",
+			 what, s->cfg->egress_max_connections, n);
 }
 
 /* Before the relay: stop the timer and the lookup, close whatever is open. */

@@ -82,8 +82,7 @@ struct egress_proxy {
 	int64_t last_pause_log;
 	struct lograte denied; /* names the DNS mode denied, said once a minute */
 	size_t open;	       /* connections let past the policy, for max_connections */
-	unsigned long busy_unsaid;
-	int64_t last_busy_log;
+	struct logcount busy_log; /* their refusals, said once a second */
 };
 
 static const char *kind_name(enum pc_kind k)
@@ -390,21 +389,18 @@ static void pconn_busy(struct pconn *c, uint32_t max)
 {
 	struct egress_proxy *ep = c->ep;
 	char why[80];
+	unsigned long n;
 
 	snprintf(why, sizeof(why), "max_connections %" PRIu32 " open in the enclave half", max);
 	answer_error(c, 503, SOCKS_FAILURE, why);
 	pconn_drop(c);
 	c->stat->open--;
 	c->stat->refused++;
-	ep->busy_unsaid++;
-	if (loop_now() - ep->last_busy_log >= 1000) {
+	if (logcount_say(&ep->busy_log, loop_now(), 1000, &n))
 		log_warn(0,
 			 "egress: refused %s %s -> %s: max_connections %" PRIu32
 			 " open; %lu refused since last said",
-			 kind_name(c->kind), c->peer, c->dest, max, ep->busy_unsaid);
-		ep->last_busy_log = loop_now();
-		ep->busy_unsaid = 0;
-	}
+			 kind_name(c->kind), c->peer, c->dest, max, n);
 	loop_defer(ep->loop, &c->free_d);
 }
 

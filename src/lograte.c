@@ -32,3 +32,14 @@ found:
 	r->seen[slot].said = now;
 	return true;
 }
+
+bool logcount_say(struct logcount *c, int64_t now, int64_t every, unsigned long *count)
+{
+	c->count++;
+	if (c->said && now - c->said < every)
+		return false;
+	*count = c->count;
+	c->count = 0;
+	c->said = now;
+	return true;
+}

@@ -31,4 +31,17 @@ struct lograte {
  */
 bool lograte_say(struct lograte *r, const char *key, int64_t now, unsigned long *unsaid);
 
+/*
+ * One kind of line (refusals for max_connections, say), said at most once per
+ * `every` ms, each time with how many came since the last one said, this one
+ * included. Zeroed, it says the first at once.
+ */
+struct logcount {
+	int64_t said; /* loop time it was last said; 0: never */
+	unsigned long count;
+};
+
+/* Count one; whether to say it now, and then *count, how many the line stands for. */
+bool logcount_say(struct logcount *c, int64_t now, int64_t every, unsigned long *count);
+
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "lograte.h"
 #include "message.h"
 #include "net.h"
 #include "proxyproto.h"
@@ -44,8 +45,7 @@ struct listener {
 	enum target target;
 	int fd;
 	int64_t last_pause_log;
-	int64_t last_full_log;
-	unsigned long refused_unsaid; /* refused since the last line that said so */
+	struct logcount full_log; /* refusals for max_connections, said once per FULL_LOG_MS */
 	struct proxy_stats stats;
 };
 
@@ -608,19 +608,16 @@ static void listener_pause(struct listener *ln, const char *what, int err)
 static void listener_refuse(struct listener *ln, int fd, const struct sockaddr_storage *peer,
 			    socklen_t plen)
 {
-	int64_t now = loop_now();
 	char who[NET_ADDR_LEN];
+	unsigned long n;
 
 	close(fd);
 	ln->stats.refused++;
-	ln->refused_unsaid++;
-	if (now - ln->last_full_log < FULL_LOG_MS)
+	if (!logcount_say(&ln->full_log, loop_now(), FULL_LOG_MS, &n))
 		return;
 	log_warn(0, "%s: refused %s: max_connections %" PRIu32 " open; %lu refused since last said",
 		 ln->label, net_addr_str((const struct sockaddr *)peer, plen, who, sizeof(who)),
-		 ln->rule->max_connections, ln->refused_unsaid);
-	ln->last_full_log = now;
-	ln->refused_unsaid = 0;
+		 ln->rule->max_connections, n);
 }
 
 static void on_accept(struct loop *l, int fd, short rev, void *arg)
@@ -677,7 +674,6 @@ struct proxy *proxy_new(struct loop *l, const struct config *c, const struct pro
 		ln->rule = r;
 		ln->fd = -1;
 		ln->last_pause_log = -10000;
-		ln->last_full_log = -FULL_LOG_MS;
 		config_rule_name(r, ln->label, sizeof(ln->label));
 		if (r->dir == RULE_INBOUND) {
 			ln->vsock = !host;

@@ -1,4 +1,4 @@
-/* Repeating log lines: said once per window per key, with the count of the rest. */
+/* Repeating log lines: said once per window per key, or once per interval, with counts. */
 // clang-format off
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,12 +78,30 @@ static void a_long_key_is_known_by_its_start(void **state)
 	assert_true(lograte_say(&rate, b, 1002, &unsaid));
 }
 
+/* One kind of line, said once per interval with how many it stands for, itself included. */
+static void counted_once_per_interval(void **state)
+{
+	struct logcount c = {0};
+	unsigned long n = 99;
+
+	(void)state;
+	assert_true(logcount_say(&c, 5, 1000, &n)); /* the first at once, early clock or not */
+	assert_int_equal(n, 1);
+	assert_false(logcount_say(&c, 6, 1000, &n));
+	assert_false(logcount_say(&c, 1004, 1000, &n));
+	assert_true(logcount_say(&c, 1005, 1000, &n));
+	assert_int_equal(n, 3);
+	assert_true(logcount_say(&c, 9000, 1000, &n));
+	assert_int_equal(n, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(each_key_once_per_window),
 	    cmocka_unit_test(a_new_key_takes_the_oldest_place),
 	    cmocka_unit_test(a_long_key_is_known_by_its_start),
+	    cmocka_unit_test(counted_once_per_interval),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
